@@ -1,0 +1,191 @@
+"""The ``trialmatch`` command."""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+from assistant.settings import load_settings
+
+logger = logging.getLogger(__name__)
+
+
+def _runtime(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    from assistant.runtime import Runtime
+
+    overrides: dict[str, Any] = {}
+    if getattr(args, "database_url", None):
+        overrides["DATABASE_URL"] = args.database_url
+    return Runtime(load_settings(overrides))
+
+
+def cmd_init_db(args: argparse.Namespace) -> int:
+    rt = _runtime(args)
+    rt.engine  # creates the schema
+    if not args.empty:
+        rt.ensure_trials(progress=sys.stderr.isatty())
+    print(f"database ready: {rt.repo.count()} trials")
+    return 0
+
+
+def cmd_ingest(args: argparse.Namespace) -> int:
+    from assistant.ingest import ingest_paths
+
+    rt = _runtime(args)
+    parser = None if args.no_parse else rt.criterion_parser()
+    report = ingest_paths([Path(p) for p in args.paths], rt.repo, parser=parser,
+                          batch_size=args.batch_size, progress=not args.quiet)
+    for position, reason in report.rejected:
+        print(f"rejected {position}: {reason}", file=sys.stderr)
+    print(report.summary())
+    return 0 if report.processed else 1
+
+
+def cmd_trials(args: argparse.Namespace) -> int:
+    from models.repository import TrialNotFound
+
+    rt = _runtime(args)
+    rt.ensure_trials(progress=sys.stderr.isatty())
+    if args.action == "list":
+        page = rt.repo.list(q=args.q, condition=args.condition, statuses=args.status or (),
+                            page=args.page, per_page=args.per_page)
+        for t in page.items:
+            print(f"{t.nct_id}  {t.overall_status or '-':<20} {t.title[:90]}")
+        print(f"-- {len(page.items)} of {page.total} trials (page {args.page})")
+        return 0
+    status = 0
+    for nct_id in args.nct_ids:
+        try:
+            trial = rt.repo.get(nct_id.upper())
+        except TrialNotFound:
+            print(f"{nct_id}: not found", file=sys.stderr)
+            status = 1
+            continue
+        print(_format_trial(trial))
+    return status
+
+
+def _format_trial(trial) -> str:  # type: ignore[no-untyped-def]
+    lines = [f"{trial.nct_id}  {trial.title}",
+             f"status: {trial.overall_status}  phases: {', '.join(trial.phases) or '-'}  "
+             f"ages: {trial.minimum_age_raw or 'no minimum'} - {trial.maximum_age_raw or 'no maximum'}  "
+             f"sex: {trial.sex or '-'}",
+             f"conditions: {'; '.join(trial.conditions) or '-'}", ""]
+    for kind in ("inclusion", "exclusion"):
+        items = [c for c in trial.criteria if c.kind.value == kind]
+        lines.append(f"{kind.capitalize()} criteria ({len(items)}):")
+        cohort = None
+        for c in items:
+            if c.cohort != cohort:
+                cohort = c.cohort
+                lines.append(f"  [cohort: {cohort}]" if cohort else "  [all participants]")
+            lines.append(f"  {'    ' * c.depth}{c.position:>3}. {c.text}")
+    return "\n".join(lines)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from assistant.server import serve
+
+    settings = load_settings({k: v for k, v in {
+        "HOST": args.host, "PORT": args.port, "WORKERS": args.workers, "THREADS": args.threads,
+    }.items() if v is not None})
+    return serve(settings, debug=args.debug)
+
+
+def cmd_match(args: argparse.Namespace) -> int:
+    from assistant.service import match_result_to_dict, match_text
+
+    rt = _runtime(args)
+    rt.ensure_trials(progress=sys.stderr.isatty())
+    result = match_text(rt, args.text, top_k=args.top_k, filters={"status": args.status} if args.status else None)
+    data = match_result_to_dict(result)
+    if args.json:
+        print(json.dumps(data, indent=2, ensure_ascii=False))
+    else:
+        from assistant.service import format_result_text
+
+        print(format_result_text(data))
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from assistant import evaluation
+
+    return evaluation.run_cli(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="trialmatch", description="Match patients to clinical trials, offline.")
+    parser.add_argument("--database-url", help="SQLAlchemy URL (default: TRIALMATCH_DATABASE_URL or SQLite)")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("init-db", help="create the schema and load the bundled trials if empty")
+    p.add_argument("--empty", action="store_true", help="create the schema only")
+    p.set_defaults(func=cmd_init_db)
+
+    p = sub.add_parser("ingest", help="upsert ClinicalTrials.gov API v2 study JSON (file, folder, JSONL, zip)")
+    p.add_argument("paths", nargs="+", help="files or folders")
+    p.add_argument("--batch-size", type=int, default=500, help="studies per transaction")
+    p.add_argument("--no-parse", action="store_true", help="skip criterion parsing (parsed lazily later)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_ingest)
+
+    p = sub.add_parser("trials", help="list trials or show one with its parsed criteria")
+    tsub = p.add_subparsers(dest="action", required=True)
+    tl = tsub.add_parser("list", help="list stored trials")
+    tl.add_argument("--q", help="text in the title or an NCT id")
+    tl.add_argument("--condition", help="text in the conditions")
+    tl.add_argument("--status", action="append", help="overall status (repeatable), e.g. RECRUITING")
+    tl.add_argument("--page", type=int, default=1)
+    tl.add_argument("--per-page", type=int, default=20)
+    ts = tsub.add_parser("show", help="show trials with their parsed criteria")
+    ts.add_argument("nct_ids", nargs="+", metavar="NCT")
+    p.set_defaults(func=cmd_trials)
+
+    p = sub.add_parser("serve", help="run the HTTP service (gunicorn; Flask dev server with --debug)")
+    p.add_argument("--host")
+    p.add_argument("--port", type=int)
+    p.add_argument("--workers", type=int)
+    p.add_argument("--threads", type=int)
+    p.add_argument("--debug", action="store_true", help="Flask development server with reloader off")
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("match", help="match a patient description against the stored trials")
+    p.add_argument("text", help="free-text patient description")
+    p.add_argument("--top-k", type=int, default=10)
+    p.add_argument("--status", action="append", help="overall status filter (default recruiting + not yet)")
+    p.add_argument("--json", action="store_true", help="print the API's JSON")
+    p.set_defaults(func=cmd_match)
+
+    p = sub.add_parser("evaluate", help="benchmark evaluations (ner, criteria, ranking)")
+    esub = p.add_subparsers(dest="what", required=True)
+    e = esub.add_parser("ner", help="slot extraction on a criteria-NER TSV file")
+    e.add_argument("file")
+    e.add_argument("--json", action="store_true")
+    e = esub.add_parser("criteria", help="criterion-level verdicts vs TrialGPT expert labels")
+    e.add_argument("file")
+    e.add_argument("--json", action="store_true")
+    e = esub.add_parser("ranking", help="patient-to-trial ranking vs qrels")
+    e.add_argument("--studies", action="append", required=True)
+    e.add_argument("--queries", required=True)
+    e.add_argument("--qrels", required=True)
+    e.add_argument("--pool", choices=["all", "judged"], default="all")
+    e.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_evaluate)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

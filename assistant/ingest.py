@@ -1,0 +1,203 @@
+"""Read ClinicalTrials.gov API v2 study JSON in every shape users have and upsert it.
+
+Shapes: one study object, a search response ``{"studies": [...]}``, a JSON array,
+JSON Lines (optionally gzip-compressed), a folder of such files, and the bulk
+download zip of study JSON files. A malformed record is reported with its
+position and reason and skipped; every batch is one transaction.
+"""
+from __future__ import annotations
+
+import gzip
+import json
+import logging
+import time
+import zipfile
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from models.ctgov import InvalidRecord, parse_study
+from models.domain import CriterionText, ParsedCriterion, TrialRecord
+from models.repository import TrialRepository, UpsertCounts
+from nlp.criteria import split_criteria
+
+logger = logging.getLogger(__name__)
+
+MAX_RECORD_BYTES = 5_000_000  # one study larger than this is rejected
+CriterionParser = Callable[[Sequence[str]], Sequence[ParsedCriterion]]
+
+
+class RawItem(NamedTuple):
+    position: str
+    obj: Any  # the decoded study object, or None when ``error`` is set
+    error: str | None = None
+
+
+@dataclass
+class IngestReport:
+    counts: UpsertCounts = field(default_factory=UpsertCounts)
+    rejected: list[tuple[str, str]] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def processed(self) -> int:
+        c = self.counts
+        return c.added + c.updated + c.unchanged + len(self.rejected)
+
+    def summary(self) -> str:
+        c = self.counts
+        rate = self.processed / self.seconds if self.seconds > 0 else 0.0
+        return (f"added {c.added}, updated {c.updated}, unchanged {c.unchanged}, rejected {len(self.rejected)} "
+                f"in {self.seconds:.1f}s ({rate:.0f} trials/s)")
+
+
+# --------------------------------------------------------------------------- readers
+
+
+def _items_from_document(doc: Any, position: str) -> Iterator[RawItem]:
+    if isinstance(doc, dict) and isinstance(doc.get("studies"), list):
+        for i, study in enumerate(doc["studies"]):
+            yield RawItem(f"{position} studies[{i}]", study)
+    elif isinstance(doc, list):
+        for i, study in enumerate(doc):
+            yield RawItem(f"{position} [{i}]", study)
+    else:
+        yield RawItem(position, doc)
+
+
+def _read_lines(lines: Iterable[bytes], name: str) -> Iterator[RawItem]:
+    for lineno, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        position = f"{name}:{lineno}"
+        if len(line) > MAX_RECORD_BYTES:
+            yield RawItem(position, None, f"record of {len(line)} bytes exceeds {MAX_RECORD_BYTES}")
+            continue
+        try:
+            doc = json.loads(line)
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            yield RawItem(position, None, f"invalid JSON ({exc.msg if hasattr(exc, 'msg') else exc})")
+            continue
+        yield from _items_from_document(doc, position)
+
+
+def _read_blob(data: bytes, name: str) -> Iterator[RawItem]:
+    """A .json blob: one document, or JSON Lines when it is not one document."""
+    try:
+        doc = json.loads(data)
+    except json.JSONDecodeError:
+        yield from _read_lines(data.splitlines(), name)
+        return
+    except UnicodeDecodeError as exc:
+        yield RawItem(name, None, f"not UTF-8 text ({exc.reason})")
+        return
+    yield from _items_from_document(doc, name)
+
+
+def _read_zip(path: Path) -> Iterator[RawItem]:
+    with zipfile.ZipFile(path) as archive:
+        for info in archive.infolist():
+            if info.is_dir() or not info.filename.lower().endswith((".json", ".jsonl", ".ndjson")):
+                continue
+            name = f"{path.name}!{info.filename}"
+            if info.file_size > 50 * MAX_RECORD_BYTES:
+                yield RawItem(name, None, f"member of {info.file_size} bytes is too large")
+                continue
+            yield from _read_blob(archive.read(info), name)
+
+
+def read_studies(path: Path) -> Iterator[RawItem]:
+    """Yield every study object found at ``path`` with its position."""
+    if path.is_dir():
+        for child in sorted(path.rglob("*")):
+            if child.is_file() and child.suffix.lower() in {".json", ".jsonl", ".ndjson", ".zip", ".gz"}:
+                yield from read_studies(child)
+        return
+    name = path.name
+    lower = name.lower()
+    if lower.endswith(".zip"):
+        yield from _read_zip(path)
+    elif lower.endswith(".gz"):
+        with gzip.open(path, "rb") as fh:
+            yield from _read_lines(fh, name)
+    elif lower.endswith((".jsonl", ".ndjson")):
+        with open(path, "rb") as fh:
+            yield from _read_lines(fh, name)
+    else:
+        yield from _read_blob(path.read_bytes(), name)
+
+
+# --------------------------------------------------------------------------- ingestion
+
+
+def prepare_record(obj: Any) -> TrialRecord:
+    """Validate a study and split its criteria (raises InvalidRecord)."""
+    record = parse_study(obj)
+    return replace(record, criteria=tuple(split_criteria(record.eligibility_text)))
+
+
+def _attach_parsed(records: list[TrialRecord], parser: CriterionParser) -> list[TrialRecord]:
+    texts = [c.text for r in records for c in r.criteria]
+    parsed = iter(parser(texts))
+    out = []
+    for record in records:
+        criteria: list[CriterionText] = [replace(c, parsed=next(parsed)) for c in record.criteria]
+        out.append(replace(record, criteria=tuple(criteria)))
+    return out
+
+
+def ingest(items: Iterable[RawItem], repo: TrialRepository, *, parser: CriterionParser | None = None,
+           batch_size: int = 500, progress: bool = False, total: int | None = None) -> IngestReport:
+    """Upsert the studies of ``items`` in batches; bad records are rejected, never fatal."""
+    report = IngestReport()
+    started = time.perf_counter()
+    batch: dict[str, TrialRecord] = {}
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=total, unit="trial", desc="ingest", leave=False)
+
+    def flush() -> None:
+        if not batch:
+            return
+        records = list(batch.values())
+        if parser is not None:
+            records = _attach_parsed(records, parser)
+        report.counts += repo.upsert(records)
+        batch.clear()
+
+    for item in items:
+        if bar is not None:
+            bar.update(1)
+        if item.error is not None:
+            report.rejected.append((item.position, item.error))
+            continue
+        try:
+            record = prepare_record(item.obj)
+        except InvalidRecord as exc:
+            report.rejected.append((item.position, str(exc)))
+            continue
+        if record.nct_id in batch:  # duplicate inside one batch: the later one wins at flush
+            flush()
+        batch[record.nct_id] = record
+        if len(batch) >= batch_size:
+            flush()
+    flush()
+    if bar is not None:
+        bar.close()
+    report.seconds = time.perf_counter() - started
+    logger.info("ingest finished: %s", report.summary())
+    return report
+
+
+def ingest_paths(paths: Iterable[Path], repo: TrialRepository, **kwargs: Any) -> IngestReport:
+    def items() -> Iterator[RawItem]:
+        for path in paths:
+            if not path.exists():
+                yield RawItem(str(path), None, "no such file or directory")
+                continue
+            yield from read_studies(path)
+
+    return ingest(items(), repo, **kwargs)

@@ -1,0 +1,1 @@
+"""Pure matching stages: retrieval, criterion checks, ranking, follow-up questions."""

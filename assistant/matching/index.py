@@ -1,0 +1,58 @@
+"""The in-memory corpus index: fitted retriever plus per-trial filter metadata, versioned."""
+from __future__ import annotations
+
+import logging
+import pickle
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from assistant.matching.filters import Filters, TrialMeta, build_mask, trial_meta
+from assistant.matching.retrieval import Hits, TfidfRanker
+from models.domain import TrialRecord
+
+logger = logging.getLogger(__name__)
+FORMAT = 1
+
+
+@dataclass
+class CorpusIndex:
+    ranker: TfidfRanker
+    metas: list[TrialMeta]
+    version: str | None
+
+    @classmethod
+    def build(cls, trials: Iterable[TrialRecord], version: str | None,
+              ranker: TfidfRanker | None = None) -> "CorpusIndex":
+        records = list(trials)
+        ranker = (ranker or TfidfRanker()).fit(records)
+        return cls(ranker, [trial_meta(t) for t in records], version)
+
+    def search(self, query: str | list[tuple[str, float]], k: int, filters: Filters) -> Hits:
+        if not self.metas:
+            return Hits([], np.zeros(0, dtype=np.float32))
+        return self.ranker.search(query, k=k, mask=build_mask(self.metas, filters))
+
+    def meta(self, nct_id: str) -> TrialMeta | None:
+        i = self.ranker.index_.get(nct_id)
+        return self.metas[i] if i is not None else None
+
+    def save(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f"{path.name}.{id(self)}.tmp")
+        with open(tmp, "wb") as fh:
+            pickle.dump({"format": FORMAT, "index": self}, fh, protocol=pickle.HIGHEST_PROTOCOL)
+        tmp.replace(path)  # atomic swap: other workers read the old or the new file
+
+    @staticmethod
+    def load(path: Path) -> "CorpusIndex | None":
+        try:
+            with open(path, "rb") as fh:
+                data = pickle.load(fh)  # noqa: S301 - our own file in the instance folder
+        except (OSError, pickle.UnpicklingError, EOFError, AttributeError, ImportError):
+            return None
+        if not isinstance(data, dict) or data.get("format") != FORMAT:
+            return None
+        return data["index"]

@@ -1,0 +1,86 @@
+"""Start-up wiring shared by the CLI and the Flask app: settings, database, bundled data.
+
+Expensive objects (the spaCy pipeline, the fitted retriever) are created here on
+first use and then reused; nothing is built at import time.
+"""
+from __future__ import annotations
+
+import logging
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy.engine import Engine
+
+from assistant.matching.index import CorpusIndex
+from models.db import create_schema, make_engine, make_session_factory
+from models.repository import TrialRepository
+
+logger = logging.getLogger(__name__)
+
+
+def bundled_paths(data_dir: Path) -> list[Path]:
+    trials = data_dir / "trials"
+    return [trials / "studies.jsonl.gz", trials / "seeds"]
+
+
+class Runtime:
+    """One per process (CLI invocation or app worker)."""
+
+    def __init__(self, settings: dict[str, Any]) -> None:
+        self.settings = settings
+        self._index: CorpusIndex | None = None
+
+    @cached_property
+    def engine(self) -> Engine:
+        engine = make_engine(self.settings["DATABASE_URL"])
+        create_schema(engine)
+        return engine
+
+    @cached_property
+    def repo(self) -> TrialRepository:
+        return TrialRepository(make_session_factory(self.engine))
+
+    @cached_property
+    def pipeline(self):  # type: ignore[no-untyped-def]
+        from nlp.pipeline import build_pipeline
+
+        return build_pipeline()
+
+    def criterion_parser(self):  # type: ignore[no-untyped-def]
+        from nlp.criterion_parser import make_criterion_parser
+
+        return make_criterion_parser(self.pipeline)
+
+    @property
+    def index_path(self) -> Path:
+        return Path(self.settings["INSTANCE_PATH"]) / "index" / "retriever.pkl"
+
+    def ensure_index(self) -> "CorpusIndex":
+        """The retriever for the current corpus version: from memory, from disk, or fitted now."""
+        from assistant.matching.index import CorpusIndex
+
+        version = self.repo.corpus_version()
+        current = self._index
+        if current is not None and current.version == version:
+            return current
+        index = CorpusIndex.load(self.index_path)
+        if index is None or index.version != version:
+            index = CorpusIndex.build(self.repo.iter_all(), version)
+            try:
+                index.save(self.index_path)
+            except OSError:
+                logger.warning("could not write the retrieval index to the instance folder")
+        self._index = index
+        return index
+
+    def ensure_trials(self, progress: bool = False) -> None:
+        """Load the bundled trials into an empty database (first start)."""
+        if self.repo.count() > 0 or not self.settings.get("AUTOLOAD_BUNDLED", True):
+            return
+        from assistant.ingest import ingest_paths
+
+        logger.info("empty database: loading the bundled trials")
+        report = ingest_paths(bundled_paths(Path(self.settings["DATA_DIR"])), self.repo,
+                              parser=self.criterion_parser(), progress=progress)
+        logger.info("bundled trials loaded: %s", report.summary())

@@ -1,0 +1,1 @@
+"""HTTP layer: blueprints, request schemas, JSON errors, the widget page."""

@@ -1,0 +1,1 @@
+"""Storage layer: SQLAlchemy models, the trial repository and ClinicalTrials.gov ingestion."""

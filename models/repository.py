@@ -1,0 +1,271 @@
+"""Every database query. Returns domain values, never ORM rows."""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import uuid
+from dataclasses import dataclass
+from typing import Any, Iterable, Iterator, NamedTuple
+
+from sqlalchemy import Text, cast, delete, func, or_, select
+from sqlalchemy.orm import Session, selectinload, sessionmaker, undefer
+
+from models import trial as orm
+from models.domain import (
+    CriterionKind,
+    CriterionText,
+    Intervention,
+    Location,
+    TrialRecord,
+    parsed_from_dict,
+    parsed_to_dict,
+)
+
+logger = logging.getLogger(__name__)
+
+CORPUS_VERSION_KEY = "corpus_version"
+
+
+class TrialNotFound(LookupError):
+    pass
+
+
+@dataclass
+class UpsertCounts:
+    added: int = 0
+    updated: int = 0
+    unchanged: int = 0
+
+    def __iadd__(self, other: "UpsertCounts") -> "UpsertCounts":
+        self.added += other.added
+        self.updated += other.updated
+        self.unchanged += other.unchanged
+        return self
+
+
+class TrialPage(NamedTuple):
+    items: list[TrialRecord]
+    total: int
+
+
+def content_hash(raw: dict[str, Any]) -> str:
+    canonical = json.dumps(raw, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+def _criterion_row(criterion: CriterionText) -> orm.Criterion:
+    return orm.Criterion(
+        kind=criterion.kind.value, position=criterion.position, parent=criterion.parent,
+        depth=criterion.depth, cohort=criterion.cohort, heading=criterion.heading, text=criterion.text,
+        parsed=parsed_to_dict(criterion.parsed) if criterion.parsed is not None else None,
+    )
+
+
+def _fill_row(row: orm.Trial, record: TrialRecord, digest: str) -> None:
+    row.nct_id = record.nct_id
+    row.title = record.title
+    row.official_title = record.official_title
+    row.brief_summary = record.brief_summary
+    row.detailed_description = record.detailed_description
+    row.conditions = list(record.conditions)
+    row.keywords = list(record.keywords)
+    row.interventions = [
+        {"name": i.name, "type": i.type, "other_names": list(i.other_names)} for i in record.interventions
+    ]
+    row.phases = list(record.phases)
+    row.study_type = record.study_type
+    row.overall_status = record.overall_status
+    row.minimum_age_years = record.minimum_age_years
+    row.maximum_age_years = record.maximum_age_years
+    row.minimum_age_raw = record.minimum_age_raw
+    row.maximum_age_raw = record.maximum_age_raw
+    row.sex = record.sex
+    row.healthy_volunteers = record.healthy_volunteers
+    row.enrollment = record.enrollment
+    row.last_update = record.last_update
+    row.eligibility_text = record.eligibility_text
+    row.content_hash = digest
+    row.raw = record.raw
+    row.criteria = [_criterion_row(c) for c in record.criteria]
+    row.locations = [
+        orm.Location(facility=loc.facility, city=loc.city, state=loc.state, country=loc.country,
+                     zip=loc.zip, status=loc.status, lat=loc.lat, lon=loc.lon)
+        for loc in record.locations
+    ]
+
+
+def _to_record(row: orm.Trial, with_raw: bool = False) -> TrialRecord:
+    criteria = tuple(
+        CriterionText(
+            kind=CriterionKind(c.kind), position=c.position, text=c.text, parent=c.parent,
+            cohort=c.cohort, heading=c.heading, depth=c.depth,
+            parsed=parsed_from_dict(c.text, c.parsed) if c.parsed else None,
+        )
+        for c in row.criteria
+    )
+    return TrialRecord(
+        nct_id=row.nct_id, title=row.title, official_title=row.official_title,
+        brief_summary=row.brief_summary, detailed_description=row.detailed_description,
+        conditions=tuple(row.conditions or ()), keywords=tuple(row.keywords or ()),
+        interventions=tuple(
+            Intervention(name=i["name"], type=i.get("type"), other_names=tuple(i.get("other_names") or ()))
+            for i in row.interventions or ()
+        ),
+        phases=tuple(row.phases or ()), study_type=row.study_type, overall_status=row.overall_status,
+        minimum_age_years=row.minimum_age_years, maximum_age_years=row.maximum_age_years,
+        minimum_age_raw=row.minimum_age_raw, maximum_age_raw=row.maximum_age_raw, sex=row.sex,
+        healthy_volunteers=row.healthy_volunteers, enrollment=row.enrollment, last_update=row.last_update,
+        locations=tuple(
+            Location(facility=loc.facility, city=loc.city, state=loc.state, country=loc.country, zip=loc.zip,
+                     status=loc.status, lat=loc.lat, lon=loc.lon)
+            for loc in row.locations
+        ),
+        eligibility_text=row.eligibility_text, criteria=criteria, raw=row.raw if with_raw else {},
+    )
+
+
+class TrialRepository:
+    """Trial storage behind a session factory (one transaction per call)."""
+
+    def __init__(self, session_factory: sessionmaker) -> None:
+        self.session_factory = session_factory
+
+    # ------------------------------------------------------------------ writes
+    def upsert(self, records: Iterable[TrialRecord]) -> UpsertCounts:
+        """Insert or replace trials in ONE transaction.
+
+        Same content -> unchanged; an older ``last_update`` than stored -> unchanged
+        (the stored, newer record wins); otherwise the record replaces the stored one.
+        """
+        records = list(records)
+        counts = UpsertCounts()
+        if not records:
+            return counts
+        with self.session_factory.begin() as session:
+            ids = [r.nct_id for r in records]
+            existing = {
+                row.nct_id: row
+                for row in session.scalars(
+                    select(orm.Trial).where(orm.Trial.nct_id.in_(ids)).options(
+                        selectinload(orm.Trial.criteria), selectinload(orm.Trial.locations))
+                )
+            }
+            for record in records:
+                digest = content_hash(record.raw)
+                row = existing.get(record.nct_id)
+                if row is None:
+                    row = orm.Trial()
+                    _fill_row(row, record, digest)
+                    session.add(row)
+                    existing[record.nct_id] = row
+                    counts.added += 1
+                elif row.content_hash == digest or (
+                    row.last_update and record.last_update and record.last_update < row.last_update
+                ):
+                    counts.unchanged += 1
+                else:
+                    _fill_row(row, record, digest)
+                    counts.updated += 1
+            if counts.added or counts.updated:
+                self._bump_version(session)
+        return counts
+
+    def set_parsed(self, parsed: dict[int, dict[str, Any]]) -> None:
+        """Store parsed criterion structures by criterion row id."""
+        with self.session_factory.begin() as session:
+            for row in session.scalars(select(orm.Criterion).where(orm.Criterion.id.in_(list(parsed)))):
+                row.parsed = parsed[row.id]
+
+    def unparsed_criteria(self, limit: int = 5000) -> list[tuple[int, str]]:
+        with self.session_factory() as session:
+            rows = session.execute(
+                select(orm.Criterion.id, orm.Criterion.text).where(orm.Criterion.parsed.is_(None)).limit(limit)
+            )
+            return [(r.id, r.text) for r in rows]
+
+    def clear_parsed(self) -> None:
+        with self.session_factory.begin() as session:
+            session.execute(orm.Criterion.__table__.update().values(parsed=None))
+
+    def _bump_version(self, session: Session) -> None:
+        meta = session.get(orm.CorpusMeta, CORPUS_VERSION_KEY)
+        stamp = uuid.uuid4().hex
+        if meta is None:
+            session.add(orm.CorpusMeta(key=CORPUS_VERSION_KEY, value=stamp))
+        else:
+            meta.value = stamp
+
+    def delete(self, nct_id: str) -> None:
+        with self.session_factory.begin() as session:
+            result = session.execute(delete(orm.Trial).where(orm.Trial.nct_id == nct_id))
+            if result.rowcount == 0:
+                raise TrialNotFound(nct_id)
+            self._bump_version(session)
+
+    # ------------------------------------------------------------------ reads
+    def corpus_version(self) -> str | None:
+        with self.session_factory() as session:
+            meta = session.get(orm.CorpusMeta, CORPUS_VERSION_KEY)
+            return meta.value if meta else None
+
+    def count(self) -> int:
+        with self.session_factory() as session:
+            return session.scalar(select(func.count(orm.Trial.id))) or 0
+
+    def get(self, nct_id: str, with_raw: bool = False) -> TrialRecord:
+        with self.session_factory() as session:
+            stmt = select(orm.Trial).where(orm.Trial.nct_id == nct_id).options(
+                selectinload(orm.Trial.criteria), selectinload(orm.Trial.locations))
+            if with_raw:
+                stmt = stmt.options(undefer(orm.Trial.raw))
+            row = session.scalar(stmt)
+            if row is None:
+                raise TrialNotFound(nct_id)
+            return _to_record(row, with_raw)
+
+    def get_many(self, nct_ids: Iterable[str]) -> dict[str, TrialRecord]:
+        ids = list(dict.fromkeys(nct_ids))
+        if not ids:
+            return {}
+        with self.session_factory() as session:
+            rows = session.scalars(
+                select(orm.Trial).where(orm.Trial.nct_id.in_(ids)).options(
+                    selectinload(orm.Trial.criteria), selectinload(orm.Trial.locations))
+            )
+            return {row.nct_id: _to_record(row) for row in rows}
+
+    def iter_all(self, batch_size: int = 1000) -> Iterator[TrialRecord]:
+        """All trials ordered by NCT id (for fitting the retriever)."""
+        last = ""
+        while True:
+            with self.session_factory() as session:
+                rows = list(session.scalars(
+                    select(orm.Trial).where(orm.Trial.nct_id > last).order_by(orm.Trial.nct_id)
+                    .limit(batch_size).options(selectinload(orm.Trial.criteria),
+                                               selectinload(orm.Trial.locations))
+                ))
+                if not rows:
+                    return
+                records = [_to_record(row) for row in rows]
+            last = records[-1].nct_id
+            yield from records
+
+    def list(self, q: str | None = None, condition: str | None = None, statuses: Iterable[str] = (),
+             page: int = 1, per_page: int = 20) -> TrialPage:
+        with self.session_factory() as session:
+            stmt = select(orm.Trial)
+            if q:
+                like = f"%{q.lower()}%"
+                stmt = stmt.where(or_(func.lower(orm.Trial.title).like(like), orm.Trial.nct_id == q.upper()))
+            if condition:
+                stmt = stmt.where(func.lower(cast(orm.Trial.conditions, Text)).like(f"%{condition.lower()}%"))
+            statuses = [s.upper() for s in statuses]
+            if statuses:
+                stmt = stmt.where(orm.Trial.overall_status.in_(statuses))
+            total = session.scalar(select(func.count()).select_from(stmt.subquery())) or 0
+            rows = session.scalars(
+                stmt.order_by(orm.Trial.nct_id).offset((page - 1) * per_page).limit(per_page)
+                .options(selectinload(orm.Trial.criteria), selectinload(orm.Trial.locations))
+            )
+            return TrialPage([_to_record(r) for r in rows], total)
