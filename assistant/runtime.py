@@ -8,12 +8,14 @@ from __future__ import annotations
 import logging
 from functools import cached_property
 from pathlib import Path
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from sqlalchemy.engine import Engine
 
 from assistant.matching.index import CorpusIndex
 from models.db import create_schema, make_engine, make_session_factory
+from models.domain import ParsedCriterion, PatientProfile
 from models.repository import TrialRepository
 
 logger = logging.getLogger(__name__)
@@ -42,15 +44,29 @@ class Runtime:
         return TrialRepository(make_session_factory(self.engine))
 
     @cached_property
+    def lexicon(self):  # type: ignore[no-untyped-def]
+        from nlp.lexicon import default_lexicon
+
+        return default_lexicon()
+
+    @cached_property
     def pipeline(self):  # type: ignore[no-untyped-def]
         from nlp.pipeline import build_pipeline
 
-        return build_pipeline()
+        return build_pipeline(lexicon=self.lexicon)
 
-    def criterion_parser(self):  # type: ignore[no-untyped-def]
-        from nlp.criterion_parser import make_criterion_parser
+    def extract(self, text: str) -> PatientProfile:
+        from nlp.profile import extract_profile
 
-        return make_criterion_parser(self.pipeline)
+        return extract_profile(self.pipeline, text)
+
+    def parse_criteria(self, texts: Sequence[str]) -> list[ParsedCriterion]:
+        from nlp.criterion_parser import parse_criteria
+
+        return parse_criteria(self.pipeline, texts)
+
+    def criterion_parser(self) -> Callable[[Sequence[str]], list[ParsedCriterion]]:
+        return self.parse_criteria
 
     @property
     def index_path(self) -> Path:
@@ -58,8 +74,6 @@ class Runtime:
 
     def ensure_index(self) -> "CorpusIndex":
         """The retriever for the current corpus version: from memory, from disk, or fitted now."""
-        from assistant.matching.index import CorpusIndex
-
         version = self.repo.corpus_version()
         current = self._index
         if current is not None and current.version == version:

@@ -175,13 +175,14 @@ class LabFact:
     """A measurement or score: ``name`` is the canonical lab key (e.g. ``upcr``)."""
 
     name: str
-    value: float
+    value: float | None
     span: Span
     unit: str | None = None
     comparator: Comparator = Comparator.EQ
     value_high: float | None = None  # for ranges "1.5-7"
     normalized_value: float | None = None
     normalized_unit: str | None = None
+    polarity: str | None = None  # positive | negative | low | high | elevated (qualitative results)
     context: Context = Context()
     days_ago: float | None = None
 
@@ -224,6 +225,8 @@ class PatientProfile:
     labs: tuple[LabFact, ...] = ()
     therapies: tuple[TherapyFact, ...] = ()
     therapy_counts: tuple[TherapyCount, ...] = ()
+    consent_span: Span | None = None  # "will provide informed consent"
+    healthy: bool | None = None  # stated healthy volunteer
 
     @property
     def has_age(self) -> bool:
@@ -238,7 +241,9 @@ class Requirement:
     """One structured requirement read from a criterion.
 
     ``type`` is one of: age, sex, condition, lab, therapy, therapy_count,
-    healthy_volunteer. ``present`` False means the criterion text states the
+    consent, healthy_volunteer. For ``age``, ``value``/``value_high`` are the
+    bounds in years (``comparator`` GT makes the low bound exclusive,
+    ``qualifier`` "high_exclusive" the high one). ``present`` False means the criterion text states the
     absence ("no prior CAR-T", "not pregnant"). Fields not used by a type stay
     None. ``concepts``/``classes`` are alternatives (any one satisfies).
     """
@@ -257,11 +262,16 @@ class Requirement:
     within_days: float | None = None
     qualifier: str | None = None
     sex: str | None = None
+    modifiers: tuple[str, ...] = ()  # "active", "uncontrolled", "requiring ..." on a condition
+    min_days_ago: float | None = None  # "at least 6 months before screening"
 
 
 @dataclass(frozen=True, slots=True)
 class ParsedCriterion:
     """Structure of one criterion: ``logic`` "all" or "any" over ``requirements``.
+
+    ``guards`` make a criterion conditional ("If female, ...", "For lupus
+    nephritis: ..."): when a guard does not hold the criterion is not applicable.
 
     ``parsed`` False means nothing could be structured; the text is kept and
     the matcher treats it as unknown (never silently met).
@@ -271,6 +281,7 @@ class ParsedCriterion:
     requirements: tuple[Requirement, ...] = ()
     logic: str = "all"
     parsed: bool = False
+    guards: tuple[Requirement, ...] = ()  # "For lupus nephritis: ..." -> applies only if the guard holds
 
 
 # --------------------------------------------------------------------------- results
@@ -286,6 +297,8 @@ class CriterionVerdict:
     evidence: tuple[Span, ...] = ()
     missing: str | None = None
     cohort: str | None = None
+    question_key: str | None = None  # groups unknowns that one answer resolves, e.g. "lab:upcr"
+    question: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -337,7 +350,7 @@ def requirement_to_dict(req: Requirement) -> dict[str, Any]:
 def requirement_from_dict(data: dict[str, Any]) -> Requirement:
     start, end, text = data["span"]
     kwargs: dict[str, Any] = {k: v for k, v in data.items() if k not in ("type", "span")}
-    for key in ("concepts", "classes"):
+    for key in ("concepts", "classes", "modifiers"):
         if key in kwargs:
             kwargs[key] = tuple(kwargs[key])
     if "comparator" in kwargs:
@@ -346,10 +359,14 @@ def requirement_from_dict(data: dict[str, Any]) -> Requirement:
 
 
 def parsed_to_dict(parsed: ParsedCriterion) -> dict[str, Any]:
-    return {"logic": parsed.logic, "parsed": parsed.parsed,
-            "requirements": [requirement_to_dict(r) for r in parsed.requirements]}
+    out: dict[str, Any] = {"logic": parsed.logic, "parsed": parsed.parsed,
+                           "requirements": [requirement_to_dict(r) for r in parsed.requirements]}
+    if parsed.guards:
+        out["guards"] = [requirement_to_dict(r) for r in parsed.guards]
+    return out
 
 
 def parsed_from_dict(text: str, data: dict[str, Any]) -> ParsedCriterion:
     return ParsedCriterion(text=text, logic=data.get("logic", "all"), parsed=bool(data.get("parsed")),
-                           requirements=tuple(requirement_from_dict(r) for r in data.get("requirements", ())))
+                           requirements=tuple(requirement_from_dict(r) for r in data.get("requirements", ())),
+                           guards=tuple(requirement_from_dict(r) for r in data.get("guards", ())))

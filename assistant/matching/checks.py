@@ -1,0 +1,506 @@
+"""Criterion checks: (patient profile, parsed criterion) -> verdict with reason and evidence. Pure.
+
+Each requirement of a parsed criterion evaluates to a three-valued ``Truth``
+(yes / no / unknown) with the patient evidence it used; the criterion combines
+them with its logic ("all" / "any"). Reading of absent information:
+
+* inclusion: what the description does not establish is ``unknown`` (ask);
+* exclusion: a condition or therapy the description does not mention is taken
+  as absent (closed world, as clinicians read a referral), but a missing lab
+  value or a qualified condition ("active", "uncontrolled") stays ``unknown``.
+
+Negated, family and hypothetical mentions never count as the patient having
+the condition; uncertain ones ("possible lupus") give ``unknown``.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from enum import Enum
+
+from models.domain import (
+    ConditionFact,
+    CriterionKind,
+    CriterionText,
+    CriterionVerdict,
+    LabFact,
+    PatientProfile,
+    Requirement,
+    Span,
+    TherapyFact,
+    Verdict,
+)
+from nlp.units import convert
+
+IsA = Callable[[str, str], bool]
+
+
+class Truth(Enum):
+    YES = "yes"
+    NO = "no"
+    UNKNOWN = "unknown"
+
+    def invert(self) -> "Truth":
+        return {Truth.YES: Truth.NO, Truth.NO: Truth.YES, Truth.UNKNOWN: Truth.UNKNOWN}[self]
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """Outcome of one requirement: truth, a clause for the reason, evidence, missing fact."""
+
+    truth: Truth
+    clause: str
+    evidence: tuple[Span, ...] = ()
+    missing: str | None = None
+    assumed: bool = False  # closed-world "not mentioned" reading
+    key: str | None = None  # what one answer would resolve, e.g. "lab:upcr"
+    question: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CheckContext:
+    """What a check needs besides the profile: the kind of criterion and the ontology."""
+
+    kind: CriterionKind
+    is_a: IsA = field(default=lambda concept, ancestor: concept == ancestor)
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _concept_matches(concept: str, wanted: Iterable[str], is_a: IsA) -> bool:
+    return any(concept == w or is_a(concept, w) for w in wanted)
+
+
+def _within(days_ago: float | None, req: Requirement) -> Truth:
+    """Does a dated fact satisfy the requirement's time window? Undated facts: unknown."""
+    if req.within_days is None and req.min_days_ago is None:
+        return Truth.YES
+    if days_ago is None:
+        return Truth.UNKNOWN
+    if req.within_days is not None and days_ago > req.within_days:
+        return Truth.NO
+    if req.min_days_ago is not None and days_ago < req.min_days_ago:
+        return Truth.NO
+    return Truth.YES
+
+
+def _window_text(req: Requirement) -> str:
+    if req.within_days is not None:
+        return f" within {_days_text(req.within_days)}"
+    if req.min_days_ago is not None:
+        return f" at least {_days_text(req.min_days_ago)} ago"
+    return ""
+
+
+def _days_text(days: float) -> str:
+    if days >= 365 and days % 365.25 < 1 or days >= 730:
+        return f"{days / 365.25:g} years"
+    if days >= 28 and days % 30 < 3:
+        return f"{round(days / 30.44):g} months"
+    if days >= 7 and days % 7 == 0:
+        return f"{days / 7:g} weeks"
+    return f"{days:g} days"
+
+
+def _names(req: Requirement) -> str:
+    items = list(req.concepts) + [c.replace("_", " ") for c in req.classes]
+    return " or ".join(items) if items else req.span.text
+
+
+# --------------------------------------------------------------------------- requirement checks
+
+
+def check_age(profile: PatientProfile, req: Requirement, ctx: CheckContext) -> Finding:
+    low, high = req.value, req.value_high
+    bounds = _age_bounds_text(req)
+    if not profile.has_age:
+        return Finding(Truth.UNKNOWN, f"the patient's age is not stated (criterion: {bounds})",
+                       missing="the patient's age", key="age", question="How old is the patient?")
+    ev = (profile.age_span,) if profile.age_span else ()
+    p_low = profile.age_years if profile.age_years is not None else profile.age_low
+    p_high = profile.age_years if profile.age_years is not None else profile.age_high
+    assert p_low is not None and p_high is not None
+
+    def ok(age: float) -> bool:
+        if low is not None and (age < low or (req.comparator and req.comparator.value == ">" and age <= low)):
+            return False
+        if high is not None and (age > high + (0.999 if high == int(high) else 0)
+                                 or (req.qualifier == "high_exclusive" and age >= high)):
+            return False
+        return True
+
+    age_text = f"{p_low:g}" if p_low == p_high else f"{p_low:g}-{p_high:g}"
+    if ok(p_low) and ok(p_high):
+        return Finding(Truth.YES, f"age {age_text} is within {bounds}", ev)
+    if not ok(p_low) and not ok(p_high):
+        return Finding(Truth.NO, f"age {age_text} is outside {bounds}", ev)
+    return Finding(Truth.UNKNOWN, f"age range {age_text} straddles {bounds}", ev, missing="the exact age",
+                   key="age", question="What is the patient's exact age?")
+
+
+def _age_bounds_text(req: Requirement) -> str:
+    if req.value is not None and req.value_high is not None:
+        return f"{req.value:g}-{req.value_high:g} years"
+    if req.value is not None:
+        return f"{'over' if req.comparator and req.comparator.value == '>' else 'at least'} {req.value:g} years"
+    if req.value_high is not None:
+        return f"{'under' if req.qualifier == 'high_exclusive' else 'at most'} {req.value_high:g} years"
+    return "any age"
+
+
+def check_sex(profile: PatientProfile, req: Requirement, ctx: CheckContext) -> Finding:
+    if req.sex in (None, "all"):
+        return Finding(Truth.YES, "open to all sexes")
+    if profile.sex is None:
+        return Finding(Truth.UNKNOWN, f"the patient's sex is not stated (criterion: {req.sex})",
+                       missing="the patient's sex", key="sex", question="What is the patient's sex?")
+    ev = (profile.sex_span,) if profile.sex_span else ()
+    truth = Truth.YES if profile.sex == req.sex else Truth.NO
+    return Finding(truth, f"patient is {profile.sex}; criterion requires {req.sex}", ev)
+
+
+def _condition_status(fact: ConditionFact) -> Truth:
+    c = fact.context
+    if c.negated:
+        return Truth.NO
+    if c.family or c.hypothetical:
+        return Truth.NO  # a relative's disease or a plan is not the patient's condition
+    if c.uncertain:
+        return Truth.UNKNOWN
+    return Truth.YES
+
+
+def _qualifier_ok(fact: ConditionFact, req: Requirement) -> Truth:
+    if not req.qualifier:
+        return Truth.YES
+    if not fact.qualifier:
+        return Truth.UNKNOWN
+    wanted = {q.strip().lower() for q in req.qualifier.replace("/", ",").split(",") if q.strip()}
+    have = {q.strip().lower() for q in fact.qualifier.replace("/", ",").replace("+", ",").split(",") if q.strip()}
+    if wanted & have or any(w in fact.qualifier.lower() for w in wanted):
+        return Truth.YES
+    return Truth.NO
+
+
+def check_condition(profile: PatientProfile, req: Requirement, ctx: CheckContext) -> Finding:
+    names = _names(req)
+    facts = [f for f in profile.conditions if _concept_matches(f.concept, req.concepts, ctx.is_a)]
+    affirmed = [f for f in facts if _condition_status(f) is Truth.YES]
+    if affirmed:
+        return _affirmed_condition(affirmed, req, names)
+    uncertain = [f for f in facts if _condition_status(f) is Truth.UNKNOWN]
+    if uncertain:
+        return Finding(Truth.UNKNOWN, f"{names} is only suspected ({_quote(uncertain[0].span)})",
+                       (uncertain[0].span,), missing=f"whether {names} is confirmed",
+                       key=f"condition:{names}", question=f"Has {names} been confirmed?")
+    ruled_out = [f for f in facts if f.context.negated]
+    if ruled_out:
+        return Finding(Truth.NO, f"{names} is negated ({_quote(ruled_out[0].span)})", (ruled_out[0].span,))
+    family = [f for f in facts if f.context.family]
+    note = f" (only a family history: {_quote(family[0].span)})" if family else ""
+    ev = (family[0].span,) if family else ()
+    if ctx.kind is CriterionKind.EXCLUSION and not req.modifiers and req.within_days is None:
+        return Finding(Truth.NO, f"no mention of {names}{note}", ev, assumed=True)
+    return Finding(Truth.UNKNOWN, f"{names}{_window_text(req)} is not mentioned{note}", ev,
+                   missing=f"whether the patient has {names}{_window_text(req)}",
+                   key=f"condition:{names}", question=f"Does the patient have {names}{_window_text(req)}?")
+
+
+def _affirmed_condition(facts: Sequence[ConditionFact], req: Requirement, names: str) -> Finding:
+    best: Finding | None = None
+    for fact in facts:
+        when = _within(fact.days_ago if not fact.context.historical or fact.days_ago is not None
+                       else None, req) if (req.within_days or req.min_days_ago) else Truth.YES
+        if not fact.context.historical and fact.days_ago is None and req.within_days is not None:
+            when = Truth.YES  # a current condition is within any recent window
+        qual = _qualifier_ok(fact, req)
+        truth = _and([when, qual])
+        clause = f"{names} is present ({_quote(fact.span)})"
+        missing = None
+        if qual is Truth.NO:
+            clause = f"{names} is present but {fact.qualifier or 'its class'} is not {req.qualifier} ({_quote(fact.span)})"
+        elif qual is Truth.UNKNOWN:
+            clause += f", but {req.qualifier} is not stated"
+            missing = f"the {req.qualifier} detail of {names}"
+        if when is Truth.UNKNOWN:
+            clause += f"; the date is not stated (criterion: {_window_text(req).strip()})"
+            missing = missing or f"when {names} was diagnosed"
+        elif when is Truth.NO:
+            clause = f"{names} ({_quote(fact.span)}) falls outside{_window_text(req)}"
+        if req.modifiers and truth is Truth.YES and fact.context.historical:
+            truth, missing = Truth.UNKNOWN, f"whether {names} is currently {' '.join(req.modifiers)}"
+            clause += f", but only as history; the criterion asks for {' '.join(req.modifiers)} disease"
+        finding = Finding(truth, clause, (fact.span,), missing, key=f"condition:{names}" if missing else None,
+                          question=f"Can you give {missing}?" if missing else None)
+        if best is None or _rank(truth) > _rank(best.truth):
+            best = finding
+    assert best is not None
+    return best
+
+
+def _rank(t: Truth) -> int:
+    return {Truth.NO: 0, Truth.UNKNOWN: 1, Truth.YES: 2}[t]
+
+
+def _lab_value(fact: LabFact, req: Requirement) -> float | None:
+    if req.unit is None or fact.unit is None:
+        if fact.normalized_value is not None and req.unit == fact.normalized_unit:
+            return fact.normalized_value
+        return fact.value if (req.unit is None or fact.unit is None) else None
+    if fact.normalized_unit == req.unit and fact.normalized_value is not None:
+        return fact.normalized_value
+    return convert(fact.value, fact.unit, req.unit, lab=req.lab)
+
+
+def check_lab(profile: PatientProfile, req: Requirement, ctx: CheckContext) -> Finding:
+    label = (req.lab or "value").replace("_", " ")
+    facts = [f for f in profile.labs if f.name == req.lab and not f.context.negated]
+    negated = [f for f in profile.labs if f.name == req.lab and f.context.negated]
+    wanted = _threshold_text(req)
+    if not facts:
+        if negated and req.qualifier == "positive":
+            return Finding(Truth.NO, f"{label} is negative ({_quote(negated[0].span)})", (negated[0].span,))
+        return Finding(Truth.UNKNOWN, f"no {label} value is given (criterion: {wanted})",
+                       missing=f"the most recent {label}", key=f"lab:{req.lab}",
+                       question=f"What was the most recent {_lab_title(req.lab)}?")
+    fact = facts[-1]  # the latest mention wins (later messages update earlier ones)
+    if req.qualifier in ("positive", "negative", "low", "high", "elevated") and req.value is None:
+        return _lab_polarity(fact, req, label)
+    if req.value is None or req.comparator is None:
+        return Finding(Truth.YES, f"{label} is reported ({_quote(fact.span)})", (fact.span,))
+    if fact.value is None:
+        return Finding(Truth.UNKNOWN, f"{label} is described ({_quote(fact.span)}) without a value",
+                       (fact.span,), missing=f"the {label} value", key=f"lab:{req.lab}",
+                       question=f"What was the most recent {_lab_title(req.lab)} value?")
+    value = _lab_value(fact, req)
+    if value is None:
+        return Finding(Truth.UNKNOWN, f"{label} {_quote(fact.span)} cannot be compared with {wanted}",
+                       (fact.span,), missing=f"{label} in {req.unit}", key=f"lab:{req.lab}",
+                       question=f"What was the most recent {_lab_title(req.lab)} in {req.unit}?")
+    ok = req.comparator.holds(value, req.value)
+    if ok and req.value_high is not None:
+        ok = value <= req.value_high
+    if fact.comparator.value != "=" and not ok:
+        return Finding(Truth.UNKNOWN, f"{label} is only bounded ({_quote(fact.span)}); criterion: {wanted}",
+                       (fact.span,), missing=f"the exact {label}", key=f"lab:{req.lab}",
+                       question=f"What was the exact {_lab_title(req.lab)}?")
+    shown = f"{value:g} {req.unit or ''}".strip()
+    verb = "meets" if ok else "does not meet"
+    return Finding(Truth.YES if ok else Truth.NO, f"{label} {shown} ({_quote(fact.span)}) {verb} {wanted}",
+                   (fact.span,))
+
+
+def _lab_polarity(fact: LabFact, req: Requirement, label: str) -> Finding:
+    pol = fact.polarity
+    if pol is None and fact.value is not None and req.qualifier == "positive" and fact.name == "ana":
+        pol = "positive" if fact.value >= 40 else "negative"  # ANA titre 1:40 or more is positive
+    if pol is None:
+        return Finding(Truth.UNKNOWN, f"{label} is reported ({_quote(fact.span)}) but not as {req.qualifier}",
+                       (fact.span,), missing=f"whether {label} is {req.qualifier}", key=f"lab:{req.lab}",
+                       question=f"Was the {_lab_title(req.lab)} {req.qualifier}?")
+    same = pol == req.qualifier or (req.qualifier in ("high", "elevated") and pol in ("high", "elevated"))
+    return Finding(Truth.YES if same else Truth.NO, f"{label} is {pol} ({_quote(fact.span)})", (fact.span,))
+
+
+LAB_TITLES = {"upcr": "urine protein-to-creatinine ratio (UPCR)", "egfr": "eGFR", "anc": "absolute neutrophil count",
+              "alt": "ALT", "ast": "AST", "sledai_2k": "SLEDAI-2K score", "ecog": "ECOG performance status",
+              "hba1c": "HbA1c", "qtc": "QTc interval", "lvef": "left ventricular ejection fraction",
+              "anti_dsdna": "anti-dsDNA antibody result", "ana": "ANA titre", "bmi": "BMI",
+              "wbc": "white blood cell count", "sbp": "systolic blood pressure", "dbp": "diastolic blood pressure"}
+
+
+def _lab_title(lab: str | None) -> str:
+    return LAB_TITLES.get(lab or "", (lab or "value").replace("_", " "))
+
+
+def _threshold_text(req: Requirement) -> str:
+    label = (req.lab or "value").replace("_", " ")
+    if req.value is None:
+        return f"{label} {req.qualifier or 'reported'}"
+    unit = f" {req.unit}" if req.unit else ""
+    text = f"{label} {req.comparator.value if req.comparator else '='} {req.value:g}{unit}"
+    if req.value_high is not None:
+        text += f" and <= {req.value_high:g}{unit}"
+    return text
+
+
+def _therapy_matches(fact: TherapyFact, req: Requirement) -> bool:
+    return fact.name in req.concepts or bool(set(fact.classes) & set(req.classes))
+
+
+def check_therapy(profile: PatientProfile, req: Requirement, ctx: CheckContext) -> Finding:
+    names = _names(req)
+    facts = [f for f in profile.therapies if _therapy_matches(f, req)]
+    taken = [f for f in facts if not (f.context.negated or f.context.hypothetical or f.context.family)
+             and f.status != "planned"]
+    for fact in taken:
+        when = _within(fact.days_ago, req)
+        if when is Truth.YES or (when is Truth.UNKNOWN and req.min_days_ago is None and req.within_days
+                                 and fact.status == "current"):
+            return Finding(Truth.YES, f"{names}{_window_text(req)}: {_quote(fact.span)}", (fact.span,))
+    if taken:
+        fact = taken[0]
+        when = _within(fact.days_ago, req)
+        if when is Truth.NO:
+            return Finding(Truth.NO, f"{_quote(fact.span)} is outside{_window_text(req)}", (fact.span,))
+        return Finding(Truth.UNKNOWN, f"{_quote(fact.span)} is not dated (criterion:{_window_text(req)})",
+                       (fact.span,), missing=f"when {fact.name} was last given", key=f"therapy_date:{fact.name}",
+                       question=f"When was {fact.name} last given?")
+    negated = [f for f in facts if f.context.negated]
+    if negated:
+        return Finding(Truth.NO, f"{names} is negated ({_quote(negated[0].span)})", (negated[0].span,))
+    if ctx.kind is CriterionKind.EXCLUSION:
+        return Finding(Truth.NO, f"no mention of {names}", assumed=True)
+    return Finding(Truth.UNKNOWN, f"no mention of {names}{_window_text(req)}",
+                   missing=f"whether the patient has received {names}{_window_text(req)}",
+                   key=f"therapy:{names}", question=f"Has the patient received {names}{_window_text(req)}?")
+
+
+def check_therapy_count(profile: PatientProfile, req: Requirement, ctx: CheckContext) -> Finding:
+    need = req.min_count or 1
+    names = _names(req)
+    facts = [f for f in profile.therapies if _therapy_matches(f, req)
+             and not (f.context.negated or f.context.hypothetical or f.context.family) and f.status != "planned"]
+    distinct = {f.name for f in facts if f.name not in req.classes}
+    explicit = [c for c in profile.therapy_counts if c.drug_class in req.classes]
+    count = max([len(distinct)] + [c.count for c in explicit])
+    ev = tuple(f.span for f in facts) + tuple(c.span for c in explicit)
+    if count >= need:
+        return Finding(Truth.YES, f"{count} prior {names} reported (needs {need})", ev)
+    if explicit:
+        return Finding(Truth.NO, f"{count} prior {names} reported (needs {need})", ev)
+    return Finding(Truth.UNKNOWN, f"{count} prior {names} found in the description (needs {need})", ev,
+                   missing=f"how many {names} the patient has received", key=f"therapy_count:{names}",
+                   question=f"Which {names.replace(' or ', '/')} treatments has the patient received so far?")
+
+
+def check_consent(profile: PatientProfile, req: Requirement, ctx: CheckContext) -> Finding:
+    if profile.consent_span is not None:
+        return Finding(Truth.YES, f"consent/compliance is stated ({_quote(profile.consent_span)})",
+                       (profile.consent_span,))
+    return Finding(Truth.UNKNOWN, "willingness to consent is not stated",
+                   missing="whether the patient is willing and able to consent", key="consent",
+                   question="Is the patient willing and able to give informed consent?")
+
+
+def check_healthy(profile: PatientProfile, req: Requirement, ctx: CheckContext) -> Finding:
+    affirmed = [f for f in profile.conditions if _condition_status(f) is Truth.YES and f.category != "state"]
+    if affirmed:
+        return Finding(Truth.NO, f"the patient has {affirmed[0].concept} ({_quote(affirmed[0].span)})",
+                       (affirmed[0].span,))
+    if profile.healthy:
+        return Finding(Truth.YES, "the patient is described as healthy")
+    return Finding(Truth.UNKNOWN, "whether the patient is healthy is not stated",
+                   missing="whether the patient is a healthy volunteer", key="healthy",
+                   question="Does the patient have any medical conditions?")
+
+
+CHECKS: dict[str, Callable[[PatientProfile, Requirement, CheckContext], Finding]] = {
+    "age": check_age,
+    "sex": check_sex,
+    "condition": check_condition,
+    "lab": check_lab,
+    "therapy": check_therapy,
+    "therapy_count": check_therapy_count,
+    "consent": check_consent,
+    "healthy_volunteer": check_healthy,
+}
+
+
+def check_requirement(profile: PatientProfile, req: Requirement, ctx: CheckContext) -> Finding:
+    finding = CHECKS[req.type](profile, req, ctx)
+    if req.present:
+        return finding
+    # "no prior CAR-T": satisfied when the patient does NOT have it
+    return Finding(finding.truth.invert(), ("absence required: " + finding.clause), finding.evidence,
+                   finding.missing, finding.assumed, finding.key, finding.question)
+
+
+# --------------------------------------------------------------------------- combining
+
+
+def _and(truths: Sequence[Truth]) -> Truth:
+    if any(t is Truth.NO for t in truths):
+        return Truth.NO
+    if all(t is Truth.YES for t in truths):
+        return Truth.YES
+    return Truth.UNKNOWN
+
+
+def _or(truths: Sequence[Truth]) -> Truth:
+    if any(t is Truth.YES for t in truths):
+        return Truth.YES
+    if truths and all(t is Truth.NO for t in truths):
+        return Truth.NO
+    return Truth.UNKNOWN
+
+
+def _quote(span: Span | None) -> str:
+    return f'"{span.text}" at {span.start}-{span.end}' if span else ""
+
+
+def _short(text: str, limit: int = 160) -> str:
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
+
+
+def combine(findings: Sequence[Finding], logic: str) -> tuple[Truth, list[Finding]]:
+    """Truth of the criterion and the findings that decided it."""
+    truth = _or([f.truth for f in findings]) if logic == "any" else _and([f.truth for f in findings])
+    deciding = [f for f in findings if f.truth is truth] or list(findings)
+    return truth, deciding
+
+
+VERDICT_OF = {Truth.YES: Verdict.MET, Truth.NO: Verdict.NOT_MET, Truth.UNKNOWN: Verdict.UNKNOWN}
+
+
+def check_criterion(profile: PatientProfile, criterion: CriterionText, criterion_id: str,
+                    ctx: CheckContext) -> CriterionVerdict:
+    """Verdict of one criterion (for an exclusion MET means the exclusion applies)."""
+    kind_word = "Inclusion" if criterion.kind is CriterionKind.INCLUSION else "Exclusion"
+    quoted = f'{kind_word} "{_short(criterion.text)}"'
+    parsed = criterion.parsed
+    base = dict(criterion_id=criterion_id, kind=criterion.kind, text=criterion.text, cohort=criterion.cohort)
+    if parsed is None or not parsed.parsed or not parsed.requirements:
+        return CriterionVerdict(**base, verdict=Verdict.UNKNOWN,
+                                reason=f"{quoted}: could not be checked automatically; a clinician must review it.",
+                                missing="a clinician's review of this criterion")
+    if parsed.guards:
+        guard_truth, guard_findings = combine([check_requirement(profile, g, ctx) for g in parsed.guards], "all")
+        if guard_truth is Truth.NO:
+            return CriterionVerdict(**base, verdict=Verdict.NOT_APPLICABLE,
+                                    reason=f"{quoted}: does not apply ({guard_findings[0].clause}).",
+                                    evidence=_evidence(guard_findings))
+    findings = [check_requirement(profile, r, ctx) for r in parsed.requirements]
+    truth, deciding = combine(findings, parsed.logic)
+    verdict = VERDICT_OF[truth]
+    clauses = "; ".join(dict.fromkeys(f.clause for f in deciding))
+    reason = f"{quoted}: {_verdict_phrase(criterion.kind, verdict)} — {clauses}."
+    missing = None
+    key = question = None
+    if truth is Truth.UNKNOWN:
+        unknown = [f for f in findings if f.truth is Truth.UNKNOWN]
+        missing = "; ".join(dict.fromkeys(f.missing for f in unknown if f.missing))
+        reason += f" Missing: {missing}." if missing else ""
+        asked = next((f for f in unknown if f.key), None)
+        key, question = (asked.key, asked.question) if asked else (None, None)
+    elif any(f.assumed for f in deciding):
+        reason += " (Assumed absent because the description does not mention it.)"
+    return CriterionVerdict(**base, verdict=verdict, reason=reason, evidence=_evidence(deciding),
+                            missing=missing or None, question_key=key, question=question)
+
+
+def _evidence(findings: Iterable[Finding]) -> tuple[Span, ...]:
+    seen: dict[tuple[int, int], Span] = {}
+    for f in findings:
+        for span in f.evidence:
+            seen.setdefault((span.start, span.end), span)
+    return tuple(sorted(seen.values(), key=lambda s: s.start))
+
+
+def _verdict_phrase(kind: CriterionKind, verdict: Verdict) -> str:
+    if kind is CriterionKind.INCLUSION:
+        return {Verdict.MET: "met", Verdict.NOT_MET: "not met", Verdict.UNKNOWN: "unknown",
+                Verdict.NOT_APPLICABLE: "not applicable"}[verdict]
+    return {Verdict.MET: "exclusion applies", Verdict.NOT_MET: "exclusion does not apply",
+            Verdict.UNKNOWN: "unknown", Verdict.NOT_APPLICABLE: "not applicable"}[verdict]

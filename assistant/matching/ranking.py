@@ -1,0 +1,150 @@
+"""Trial-level evaluation and ranking: criterion verdicts -> label and score. Pure.
+
+A trial's verdicts are its structured fields (age limits, sex) plus every
+criterion. Where the inclusion criteria fall into alternative cohorts (NKX019:
+lupus nephritis OR membranous nephropathy) the patient needs to fit one cohort:
+each cohort is evaluated, the best one is chosen, and the other cohorts'
+criteria become ``not_applicable`` with a reason naming the chosen cohort.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import replace
+
+from assistant.matching.checks import CheckContext, IsA, check_criterion, check_requirement, Truth
+from models.domain import (
+    Comparator,
+    CriterionKind,
+    CriterionText,
+    CriterionVerdict,
+    PatientProfile,
+    Requirement,
+    Span,
+    TrialLabel,
+    TrialMatch,
+    TrialRecord,
+    Verdict,
+)
+
+RELEVANCE_WEIGHT = 0.6
+ELIGIBILITY_WEIGHT = 0.4
+
+
+def _field_verdicts(profile: PatientProfile, trial: TrialRecord, is_a: IsA) -> list[CriterionVerdict]:
+    """Checks of the trial's structured eligibility fields (age limits, sex)."""
+    out = []
+    ctx = CheckContext(CriterionKind.INCLUSION, is_a)
+    if trial.minimum_age_years is not None or trial.maximum_age_years is not None:
+        text = f"Age {trial.minimum_age_raw or 'no minimum'} to {trial.maximum_age_raw or 'no maximum'}"
+        req = Requirement(type="age", span=Span(0, len(text), text), value=trial.minimum_age_years,
+                          value_high=trial.maximum_age_years, comparator=Comparator.GE)
+        out.append(_structured_verdict(profile, trial, "age", text, req, ctx))
+    if trial.sex in ("FEMALE", "MALE"):
+        text = f"Sex: {trial.sex.lower()} only"
+        req = Requirement(type="sex", span=Span(0, len(text), text), sex=trial.sex.lower())
+        out.append(_structured_verdict(profile, trial, "sex", text, req, ctx))
+    return out
+
+
+def _structured_verdict(profile: PatientProfile, trial: TrialRecord, tag: str, text: str,
+                        req: Requirement, ctx: CheckContext) -> CriterionVerdict:
+    finding = check_requirement(profile, req, ctx)
+    verdict = {Truth.YES: Verdict.MET, Truth.NO: Verdict.NOT_MET, Truth.UNKNOWN: Verdict.UNKNOWN}[finding.truth]
+    reason = f'Inclusion "{text}" (registry field): {verdict.value.replace("_", " ")} — {finding.clause}.'
+    if finding.truth is Truth.UNKNOWN and finding.missing:
+        reason += f" Missing: {finding.missing}."
+    return CriterionVerdict(criterion_id=f"{trial.nct_id}:{tag}", kind=CriterionKind.INCLUSION, text=text,
+                            verdict=verdict, reason=reason, evidence=finding.evidence, missing=finding.missing,
+                            question_key=finding.key, question=finding.question)
+
+
+def _with_children(criteria: Sequence[CriterionText], verdicts: list[CriterionVerdict]) -> list[CriterionVerdict]:
+    """An unparsed parent item ("as defined by:") takes its verdict from its sub-items."""
+    out = list(verdicts)
+    for i, crit in enumerate(criteria):
+        if out[i].verdict is not Verdict.UNKNOWN or (crit.parsed and crit.parsed.parsed):
+            continue
+        kids = [out[j] for j, c in enumerate(criteria) if c.kind is crit.kind and c.parent == crit.position]
+        if not kids:
+            continue
+        states = {k.verdict for k in kids}
+        if Verdict.MET in states:
+            new, why = Verdict.MET, "a sub-item is met"
+        elif states <= {Verdict.NOT_MET, Verdict.NOT_APPLICABLE}:
+            new, why = Verdict.NOT_MET, "no sub-item is met"
+        else:
+            continue
+        out[i] = replace(out[i], verdict=new, reason=f"{out[i].reason.split(':')[0]}: decided by its sub-items "
+                         f"({why}).", missing=None, question_key=None, question=None,
+                         evidence=tuple(s for k in kids if k.verdict is new for s in k.evidence))
+    return out
+
+
+def _cohort_score(verdicts: Sequence[CriterionVerdict]) -> tuple[int, int, int]:
+    not_met = sum(v.verdict is Verdict.NOT_MET for v in verdicts)
+    met = sum(v.verdict is Verdict.MET for v in verdicts)
+    unknown = sum(v.verdict is Verdict.UNKNOWN for v in verdicts)
+    return (-not_met, met, -unknown)
+
+
+def _apply_cohorts(criteria: Sequence[CriterionText], verdicts: list[CriterionVerdict]) -> tuple[
+        list[CriterionVerdict], str | None]:
+    cohorts = list(dict.fromkeys(c.cohort for c in criteria if c.cohort and c.kind is CriterionKind.INCLUSION))
+    if len(cohorts) < 2:
+        return verdicts, None
+    by_cohort = {name: [v for c, v in zip(criteria, verdicts) if c.cohort == name
+                        and c.kind is CriterionKind.INCLUSION] for name in cohorts}
+    best = max(cohorts, key=lambda name: _cohort_score(by_cohort[name]))
+    out = []
+    for crit, verdict in zip(criteria, verdicts):
+        if crit.cohort and crit.cohort != best and crit.kind is CriterionKind.INCLUSION:
+            verdict = replace(verdict, verdict=Verdict.NOT_APPLICABLE, question_key=None, question=None,
+                              reason=f"Applies to the {crit.cohort} cohort; the patient is assessed for the "
+                                     f"{best} cohort. ({verdict.reason})")
+        out.append(verdict)
+    return out, best
+
+
+def label_of(verdicts: Sequence[CriterionVerdict]) -> TrialLabel:
+    for v in verdicts:
+        if v.kind is CriterionKind.INCLUSION and v.verdict is Verdict.NOT_MET:
+            return TrialLabel.INELIGIBLE
+        if v.kind is CriterionKind.EXCLUSION and v.verdict is Verdict.MET:
+            return TrialLabel.INELIGIBLE
+    if any(v.verdict is Verdict.UNKNOWN for v in verdicts):
+        return TrialLabel.POSSIBLY_ELIGIBLE
+    return TrialLabel.ELIGIBLE
+
+
+def eligibility_score(verdicts: Sequence[CriterionVerdict]) -> float:
+    """Share of applicable criteria in the patient's favour (unknown counts half)."""
+    points, total = 0.0, 0
+    for v in verdicts:
+        if v.verdict is Verdict.NOT_APPLICABLE:
+            continue
+        total += 1
+        favourable = (v.verdict is Verdict.MET) if v.kind is CriterionKind.INCLUSION else (
+            v.verdict is Verdict.NOT_MET)
+        points += 1.0 if favourable else 0.5 if v.verdict is Verdict.UNKNOWN else 0.0
+    return points / total if total else 0.5
+
+
+def evaluate_trial(profile: PatientProfile, trial: TrialRecord, relevance: float, is_a: IsA,
+                   max_relevance: float = 1.0) -> TrialMatch:
+    """Every verdict of one trial, its label and combined score."""
+    criteria = list(trial.criteria)
+    verdicts = [check_criterion(profile, c, trial.criterion_id(c), CheckContext(c.kind, is_a)) for c in criteria]
+    verdicts = _with_children(criteria, verdicts)
+    verdicts, cohort = _apply_cohorts(criteria, verdicts)
+    all_verdicts = _field_verdicts(profile, trial, is_a) + verdicts
+    label = label_of(all_verdicts)
+    rel = relevance / max_relevance if max_relevance > 0 else 0.0
+    score = RELEVANCE_WEIGHT * rel + ELIGIBILITY_WEIGHT * eligibility_score(all_verdicts)
+    return TrialMatch(nct_id=trial.nct_id, title=trial.title, score=round(score, 4), relevance=round(relevance, 4),
+                      label=label, criteria=tuple(all_verdicts), cohort=cohort,
+                      overall_status=trial.overall_status, phases=trial.phases)
+
+
+def rank_matches(matches: Sequence[TrialMatch]) -> list[TrialMatch]:
+    """Eligible and possibly eligible first (by score), ineligible after them (by score)."""
+    return sorted(matches, key=lambda m: (m.label is TrialLabel.INELIGIBLE, -m.score, m.nct_id))
