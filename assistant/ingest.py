@@ -131,9 +131,8 @@ def read_studies(path: Path) -> Iterator[RawItem]:
 # --------------------------------------------------------------------------- ingestion
 
 
-def prepare_record(obj: Any) -> TrialRecord:
-    """Validate a study and split its criteria (raises InvalidRecord)."""
-    record = parse_study(obj)
+def with_criteria(record: TrialRecord) -> TrialRecord:
+    """The record with its eligibility text split into criteria."""
     return replace(record, criteria=tuple(split_criteria(record.eligibility_text)))
 
 
@@ -162,10 +161,12 @@ def ingest(items: Iterable[RawItem], repo: TrialRepository, *, parser: Criterion
     def flush() -> None:
         if not batch:
             return
-        records = list(batch.values())
-        if parser is not None:
-            records = _attach_parsed(records, parser)
-        report.counts += repo.upsert(records)
+        stored = repo.stored_state(batch)
+        todo = [with_criteria(r) for r in batch.values() if not repo.is_unchanged(r, stored.get(r.nct_id))]
+        report.counts.unchanged += len(batch) - len(todo)
+        if parser is not None and todo:
+            todo = _attach_parsed(todo, parser)
+        report.counts += repo.upsert(todo)
         batch.clear()
 
     for item in items:
@@ -175,7 +176,7 @@ def ingest(items: Iterable[RawItem], repo: TrialRepository, *, parser: Criterion
             report.rejected.append((item.position, item.error))
             continue
         try:
-            record = prepare_record(item.obj)
+            record = parse_study(item.obj)
         except InvalidRecord as exc:
             report.rejected.append((item.position, str(exc)))
             continue

@@ -1,6 +1,7 @@
 """Every database query. Returns domain values, never ORM rows."""
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import json
 import logging
@@ -8,7 +9,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any, Iterable, Iterator, NamedTuple
 
-from sqlalchemy import Text, cast, delete, func, or_, select
+from sqlalchemy import Text, cast, delete, func, insert, or_, select, update
 from sqlalchemy.orm import Session, selectinload, sessionmaker, undefer
 
 from models import trial as orm
@@ -54,45 +55,32 @@ def content_hash(raw: dict[str, Any]) -> str:
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 
-def _criterion_row(criterion: CriterionText) -> orm.Criterion:
-    return orm.Criterion(
-        kind=criterion.kind.value, position=criterion.position, parent=criterion.parent,
-        depth=criterion.depth, cohort=criterion.cohort, heading=criterion.heading, text=criterion.text,
-        parsed=parsed_to_dict(criterion.parsed) if criterion.parsed is not None else None,
-    )
+def _criterion_values(trial_id: int, criterion: CriterionText) -> dict[str, Any]:
+    return {"trial_id": trial_id, "kind": criterion.kind.value, "position": criterion.position,
+            "parent": criterion.parent, "depth": criterion.depth, "cohort": criterion.cohort,
+            "heading": criterion.heading, "text": criterion.text,
+            "parsed": parsed_to_dict(criterion.parsed) if criterion.parsed is not None else None}
 
 
-def _fill_row(row: orm.Trial, record: TrialRecord, digest: str) -> None:
-    row.nct_id = record.nct_id
-    row.title = record.title
-    row.official_title = record.official_title
-    row.brief_summary = record.brief_summary
-    row.detailed_description = record.detailed_description
-    row.conditions = list(record.conditions)
-    row.keywords = list(record.keywords)
-    row.interventions = [
-        {"name": i.name, "type": i.type, "other_names": list(i.other_names)} for i in record.interventions
-    ]
-    row.phases = list(record.phases)
-    row.study_type = record.study_type
-    row.overall_status = record.overall_status
-    row.minimum_age_years = record.minimum_age_years
-    row.maximum_age_years = record.maximum_age_years
-    row.minimum_age_raw = record.minimum_age_raw
-    row.maximum_age_raw = record.maximum_age_raw
-    row.sex = record.sex
-    row.healthy_volunteers = record.healthy_volunteers
-    row.enrollment = record.enrollment
-    row.last_update = record.last_update
-    row.eligibility_text = record.eligibility_text
-    row.content_hash = digest
-    row.raw = record.raw
-    row.criteria = [_criterion_row(c) for c in record.criteria]
-    row.locations = [
-        orm.Location(facility=loc.facility, city=loc.city, state=loc.state, country=loc.country,
-                     zip=loc.zip, status=loc.status, lat=loc.lat, lon=loc.lon)
-        for loc in record.locations
-    ]
+def _location_values(trial_id: int, loc: Location) -> dict[str, Any]:
+    return {"trial_id": trial_id, "facility": loc.facility, "city": loc.city, "state": loc.state,
+            "country": loc.country, "zip": loc.zip, "status": loc.status, "lat": loc.lat, "lon": loc.lon}
+
+
+def _trial_values(record: TrialRecord, digest: str) -> dict[str, Any]:
+    return {
+        "nct_id": record.nct_id, "title": record.title, "official_title": record.official_title,
+        "brief_summary": record.brief_summary, "detailed_description": record.detailed_description,
+        "conditions": list(record.conditions), "keywords": list(record.keywords),
+        "interventions": [{"name": i.name, "type": i.type, "other_names": list(i.other_names)}
+                          for i in record.interventions],
+        "phases": list(record.phases), "study_type": record.study_type, "overall_status": record.overall_status,
+        "minimum_age_years": record.minimum_age_years, "maximum_age_years": record.maximum_age_years,
+        "minimum_age_raw": record.minimum_age_raw, "maximum_age_raw": record.maximum_age_raw, "sex": record.sex,
+        "healthy_volunteers": record.healthy_volunteers, "enrollment": record.enrollment,
+        "last_update": record.last_update, "eligibility_text": record.eligibility_text, "content_hash": digest,
+        "raw": record.raw,
+    }
 
 
 def _to_record(row: orm.Trial, with_raw: bool = False) -> TrialRecord:
@@ -132,42 +120,63 @@ class TrialRepository:
         self.session_factory = session_factory
 
     # ------------------------------------------------------------------ writes
-    def upsert(self, records: Iterable[TrialRecord]) -> UpsertCounts:
-        """Insert or replace trials in ONE transaction.
+    def stored_state(self, nct_ids: Iterable[str]) -> dict[str, tuple[str, dt.date | None]]:
+        """(content hash, last update) of the stored trials among ``nct_ids``."""
+        ids = list(nct_ids)
+        with self.session_factory() as session:
+            rows = session.execute(select(orm.Trial.nct_id, orm.Trial.content_hash, orm.Trial.last_update)
+                                   .where(orm.Trial.nct_id.in_(ids)))
+            return {r.nct_id: (r.content_hash, r.last_update) for r in rows}
 
-        Same content -> unchanged; an older ``last_update`` than stored -> unchanged
-        (the stored, newer record wins); otherwise the record replaces the stored one.
-        """
-        records = list(records)
+    @staticmethod
+    def is_unchanged(record: TrialRecord, stored: tuple[str, dt.date | None] | None) -> bool:
+        """Same content, or older than the stored record (the newer stored one wins)."""
+        if stored is None:
+            return False
+        digest, last = stored
+        return digest == content_hash(record.raw) or bool(
+            last and record.last_update and record.last_update < last)
+
+    def upsert(self, records: Iterable[TrialRecord]) -> UpsertCounts:
+        """Insert or replace trials (with criteria and locations) in ONE transaction."""
+        records = list({r.nct_id: r for r in records}.values())
         counts = UpsertCounts()
         if not records:
             return counts
         with self.session_factory.begin() as session:
-            ids = [r.nct_id for r in records]
-            existing = {
-                row.nct_id: row
-                for row in session.scalars(
-                    select(orm.Trial).where(orm.Trial.nct_id.in_(ids)).options(
-                        selectinload(orm.Trial.criteria), selectinload(orm.Trial.locations))
-                )
-            }
+            existing = {r.nct_id: r for r in session.execute(
+                select(orm.Trial.id, orm.Trial.nct_id, orm.Trial.content_hash, orm.Trial.last_update)
+                .where(orm.Trial.nct_id.in_([r.nct_id for r in records])))}
+            new, changed = [], []
             for record in records:
-                digest = content_hash(record.raw)
                 row = existing.get(record.nct_id)
                 if row is None:
-                    row = orm.Trial()
-                    _fill_row(row, record, digest)
-                    session.add(row)
-                    existing[record.nct_id] = row
-                    counts.added += 1
-                elif row.content_hash == digest or (
-                    row.last_update and record.last_update and record.last_update < row.last_update
-                ):
+                    new.append(record)
+                elif self.is_unchanged(record, (row.content_hash, row.last_update)):
                     counts.unchanged += 1
                 else:
-                    _fill_row(row, record, digest)
-                    counts.updated += 1
-            if counts.added or counts.updated:
+                    changed.append((row.id, record))
+            if changed:
+                ids = [trial_id for trial_id, _ in changed]
+                session.execute(delete(orm.Criterion).where(orm.Criterion.trial_id.in_(ids)))
+                session.execute(delete(orm.Location).where(orm.Location.trial_id.in_(ids)))
+                session.execute(update(orm.Trial), [{"id": trial_id, **_trial_values(r, content_hash(r.raw))}
+                                                    for trial_id, r in changed])
+            new_ids: list[int] = []
+            if new:
+                result = session.execute(insert(orm.Trial).returning(orm.Trial.id, sort_by_parameter_order=True),
+                                         [_trial_values(r, content_hash(r.raw)) for r in new])
+                new_ids = [row.id for row in result]
+            written = list(zip(new_ids, new)) + changed
+            crit_rows = [_criterion_values(tid, c) for tid, r in written for c in r.criteria]
+            loc_rows = [_location_values(tid, loc) for tid, r in written for loc in r.locations]
+            if crit_rows:
+                session.execute(insert(orm.Criterion), crit_rows)
+            if loc_rows:
+                session.execute(insert(orm.Location), loc_rows)
+            counts.added += len(new)
+            counts.updated += len(changed)
+            if written:
                 self._bump_version(session)
         return counts
 

@@ -28,6 +28,7 @@ class Filters:
     state: str | None = None
     city: str | None = None
     near: Near | None = None
+    nct_ids: frozenset[str] | None = None  # restrict to these trials (e.g. a judged pool)
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +88,8 @@ def _phase_key(phase: str) -> str:
 
 
 def accepts(meta: TrialMeta, filters: Filters) -> bool:
+    if filters.nct_ids is not None and meta.nct_id not in filters.nct_ids:
+        return False
     if filters.statuses and (meta.status or "").upper() not in filters.statuses:
         return False
     if filters.phases:
@@ -107,7 +110,7 @@ def build_mask(metas: Sequence[TrialMeta], filters: Filters) -> np.ndarray | Non
     if filters == Filters():
         return None
     if filters.statuses and not (filters.phases or filters.country or filters.state or filters.city
-                                 or filters.near):
+                                 or filters.near or filters.nct_ids is not None):
         wanted = set(filters.statuses)
         return np.fromiter(((m.status or "").upper() in wanted for m in metas), dtype=bool, count=len(metas))
     return np.fromiter((accepts(m, filters) for m in metas), dtype=bool, count=len(metas))

@@ -1,0 +1,247 @@
+"""Benchmark evaluations: criteria-NER slots, criterion verdicts, patient-to-trial ranking.
+
+Every figure computed here is printed (``--json`` for machine-readable output).
+Ranking metrics come from ir-measures (pytrec_eval), not hand-written code.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import re
+import sys
+import tempfile
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from assistant.matching.checks import CheckContext, check_criterion
+from models.domain import CriterionKind, CriterionText, Verdict
+
+logger = logging.getLogger(__name__)
+
+# --------------------------------------------------------------------------- NER
+
+NER_LABEL_MAP = {"chronic_disease": "condition", "cancer": "condition", "treatment": "treatment",
+                 "clinical_variable": "clinical_variable", "bmi": "clinical_variable",
+                 "lower_bound": "lower_bound", "upper_bound": "upper_bound", "age": "age", "gender": "gender",
+                 "pregnancy": "pregnancy"}
+NUMBER_TOKEN = "@NUMBER"
+NUMBER_STANDIN = "0000030"  # same length as @NUMBER, so gold offsets stay valid
+
+
+def read_ner_file(path: Path) -> list[tuple[str, list[tuple[int, int, str]]]]:
+    """Lines ``start:end:label,...<TAB>text`` with 1-based start and exclusive end."""
+    rows = []
+    with open(path, encoding="utf-8") as fh:
+        for line in fh:
+            line = line.rstrip("\n")
+            if "\t" not in line:
+                continue
+            ann, text = line.split("\t", 1)
+            spans = []
+            for item in filter(None, ann.split(",")):
+                start, end, label = item.split(":", 2)
+                spans.append((int(start) - 1, int(end) - 1, label))
+            rows.append((text, spans))
+    return rows
+
+
+def _prf(tp_pred: int, n_pred: int, tp_gold: int, n_gold: int) -> dict[str, float]:
+    p = tp_pred / n_pred if n_pred else 0.0
+    r = tp_gold / n_gold if n_gold else 0.0
+    return {"precision": round(p, 4), "recall": round(r, 4), "f1": round(2 * p * r / (p + r), 4) if p + r else 0.0,
+            "n_pred": n_pred, "n_gold": n_gold}
+
+
+def evaluate_ner(nlp: Any, rows: Sequence[tuple[str, list[tuple[int, int, str]]]]) -> dict[str, Any]:
+    from nlp.slots import extract_slots
+
+    texts = [text.replace(NUMBER_TOKEN, NUMBER_STANDIN) for text, _ in rows]
+    counts: dict[str, Counter] = defaultdict(Counter)
+    unmapped: Counter = Counter()
+    for doc, (_, gold_all) in zip(nlp.pipe(texts, batch_size=256), rows):
+        gold = [(s, e, NER_LABEL_MAP[l]) for s, e, l in gold_all if l in NER_LABEL_MAP]
+        ignored = [(s, e) for s, e, l in gold_all if l not in NER_LABEL_MAP]
+        unmapped.update(l for _, _, l in gold_all if l not in NER_LABEL_MAP)
+        preds = [p for p in set(extract_slots(doc))
+                 if not any(p.start < e and s < p.end for s, e in ignored)
+                 or any(p.start < e and s < p.end and l == p.label for s, e, l in gold)]
+        for label in {l for *_, l in gold} | {p.label for p in preds}:
+            g = [(s, e) for s, e, l in gold if l == label]
+            pr = [(p.start, p.end) for p in preds if p.label == label]
+            c = counts[label]
+            c["n_gold"] += len(g)
+            c["n_pred"] += len(pr)
+            c["tp_pred"] += sum(any(ps < ge and gs < pe for gs, ge in g) for ps, pe in pr)
+            c["tp_gold"] += sum(any(ps < ge and gs < pe for ps, pe in pr) for gs, ge in g)
+            c["exact"] += len(set(g) & set(pr))
+    total = sum(counts.values(), Counter())
+    micro = _prf(total["tp_pred"], total["n_pred"], total["tp_gold"], total["n_gold"])
+    exact = _prf(total["exact"], total["n_pred"], total["exact"], total["n_gold"])
+    return {
+        "n_lines": len(rows), "micro_f1": micro["f1"], "micro_precision": micro["precision"],
+        "micro_recall": micro["recall"], "exact_micro_f1": exact["f1"],
+        "per_label": {label: {**_prf(c["tp_pred"], c["n_pred"], c["tp_gold"], c["n_gold"]),
+                              "exact_f1": _prf(c["exact"], c["n_pred"], c["exact"], c["n_gold"])["f1"]}
+                      for label, c in sorted(counts.items())},
+        "label_map": NER_LABEL_MAP, "unmapped_gold_labels": dict(unmapped.most_common()),
+    }
+
+
+# --------------------------------------------------------------------------- criteria
+
+INCLUSION_LABELS = {Verdict.MET: "included", Verdict.NOT_MET: "not included",
+                    Verdict.UNKNOWN: "not enough information", Verdict.NOT_APPLICABLE: "not applicable"}
+EXCLUSION_LABELS = {Verdict.MET: "excluded", Verdict.NOT_MET: "not excluded",
+                    Verdict.UNKNOWN: "not enough information", Verdict.NOT_APPLICABLE: "not applicable"}
+NOTE_NUMBER_RE = re.compile(r"^\s*\d+\.\s+", re.MULTILINE)
+
+
+def predict_criteria(runtime: Any, items: Sequence[dict[str, Any]]) -> list[str]:
+    """TrialGPT label predicted for every (note, criterion) item, in order."""
+    profiles: dict[str, Any] = {}
+    texts = [str(it.get("criterion_text") or "") for it in items]
+    parsed = runtime.parse_criteria(texts)
+    is_a = runtime.lexicon.is_a
+    out = []
+    for item, text, structure in zip(items, texts, parsed):
+        note = NOTE_NUMBER_RE.sub("", item.get("note") or "")
+        if note not in profiles:
+            profiles[note] = runtime.extract(note)
+        kind = CriterionKind.EXCLUSION if item.get("criterion_type") == "exclusion" else CriterionKind.INCLUSION
+        criterion = CriterionText(kind=kind, position=0, text=text, parsed=structure if text.strip() else None)
+        verdict = check_criterion(profiles[note], criterion, "eval", CheckContext(kind, is_a)).verdict
+        out.append((EXCLUSION_LABELS if kind is CriterionKind.EXCLUSION else INCLUSION_LABELS)[verdict])
+    return out
+
+
+def evaluate_criteria(runtime: Any, items: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
+
+    gold = [str(it.get("expert_eligibility")) for it in items]
+    pred = predict_criteria(runtime, items)
+    labels = sorted(set(gold) | set(pred))
+    p, r, f, support = precision_recall_fscore_support(gold, pred, labels=labels, zero_division=0)
+    matrix = confusion_matrix(gold, pred, labels=labels)
+    gpt4 = [it.get("gpt4_eligibility") for it in items]
+    n = len(items)
+    return {
+        "n": n,
+        "accuracy": round(sum(g == q for g, q in zip(gold, pred)) / n, 4) if n else 0.0,
+        "per_label": {lab: {"precision": round(float(p[i]), 4), "recall": round(float(r[i]), 4),
+                            "f1": round(float(f[i]), 4), "support": int(support[i])} for i, lab in enumerate(labels)},
+        "confusion": {"labels": labels, "rows_gold_cols_pred": matrix.tolist()},
+        "gpt4_accuracy": round(sum(g == q for g, q in zip(gold, gpt4)) / n, 4) if n else 0.0,
+        "n_empty_criterion_text": sum(not str(it.get("criterion_text") or "").strip() for it in items),
+    }
+
+
+# --------------------------------------------------------------------------- ranking
+
+
+def read_queries(path: Path) -> dict[str, str]:
+    out = {}
+    with open(path, encoding="utf-8") as fh:
+        for line in fh:
+            if line.strip():
+                row = json.loads(line)
+                out[str(row["_id"])] = row["text"]
+    return out
+
+
+def read_qrels(path: Path) -> dict[str, dict[str, int]]:
+    """TSV ``query-id corpus-id score`` (header optional); several judgments per query."""
+    qrels: dict[str, dict[str, int]] = defaultdict(dict)
+    with open(path, encoding="utf-8") as fh:
+        for line in fh:
+            parts = line.strip().split("\t")
+            if len(parts) < 3 or parts[2] == "score" or not parts[2].lstrip("-").isdigit():
+                continue
+            qrels[parts[0]][parts[1]] = int(parts[2])
+    return dict(qrels)
+
+
+def score_run(qrels: dict[str, dict[str, int]], run: dict[str, dict[str, float]]) -> dict[str, float]:
+    import ir_measures
+    from ir_measures import P, R, nDCG
+
+    measures = [nDCG @ 10, P(rel=1) @ 10, R(rel=1) @ 100]
+    agg = ir_measures.calc_aggregate(measures, qrels, run)
+    return {"ndcg@10": round(float(agg[nDCG @ 10]), 4), "p@10": round(float(agg[P(rel=1) @ 10]), 4),
+            "recall@100": round(float(agg[R(rel=1) @ 100]), 4)}
+
+
+def run_ranking(runtime: Any, queries: dict[str, str], qrels: dict[str, dict[str, int]], pool: str = "all",
+                depth: int = 100) -> dict[str, dict[str, float]]:
+    from assistant.matching.filters import Filters
+    from assistant.service import match_profile
+
+    run: dict[str, dict[str, float]] = {}
+    index = runtime.ensure_index()
+    lexicon = runtime.lexicon
+    for qid, text in queries.items():
+        if qid not in qrels:
+            continue
+        filters = Filters(nct_ids=frozenset(qrels[qid])) if pool == "judged" else Filters()
+        result = match_profile(runtime.extract(text), index=index, repo=runtime.repo, is_a=lexicon.is_a,
+                               synonyms=lexicon.synonyms, parse=runtime.parse_criteria, filters=filters,
+                               top_k=depth, candidate_depth=max(depth, int(runtime.settings["CANDIDATE_DEPTH"])),
+                               check_depth=int(runtime.settings.get("EVAL_CHECK_DEPTH", depth)))
+        n = len(result.matches)
+        run[qid] = {m.nct_id: float(n - i) for i, m in enumerate(result.matches)}
+    return run
+
+
+def evaluate_ranking(studies: Iterable[Path], queries_path: Path, qrels_path: Path, pool: str = "all",
+                     settings_overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    from assistant.ingest import ingest_paths
+    from assistant.runtime import Runtime
+    from assistant.settings import load_settings
+
+    queries = read_queries(queries_path)
+    qrels = read_qrels(qrels_path)
+    with tempfile.TemporaryDirectory(prefix="trialmatch-eval-") as tmp:
+        settings = load_settings({"DATABASE_URL": f"sqlite:///{tmp}/eval.sqlite3", "INSTANCE_PATH": tmp,
+                                  "AUTOLOAD_BUNDLED": False, **(settings_overrides or {})})
+        runtime = Runtime(settings)
+        report = ingest_paths(list(studies), runtime.repo, parser=runtime.parse_criteria, batch_size=2000)
+        run = run_ranking(runtime, queries, qrels, pool=pool)
+        runtime.engine.dispose()
+    judged = {q: j for q, j in qrels.items() if q in run}
+    return {"n_queries": len(run), **score_run(judged, run), "pool": pool, "n_trials": report.counts.added
+            + report.counts.updated + report.counts.unchanged, "rejected": len(report.rejected)}
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+def _print(data: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(data, indent=2))
+        return
+    for key, value in data.items():
+        print(f"{key}: {json.dumps(value) if isinstance(value, (dict, list)) else value}")
+
+
+def run_cli(args: argparse.Namespace) -> int:
+    from assistant.runtime import Runtime
+    from assistant.settings import load_settings
+
+    if args.what == "ranking":
+        data = evaluate_ranking([Path(s) for s in args.studies], Path(args.queries), Path(args.qrels), pool=args.pool)
+        _print(data, args.json)
+        return 0
+    runtime = Runtime(load_settings({"AUTOLOAD_BUNDLED": False}))
+    if args.what == "ner":
+        data = evaluate_ner(runtime.pipeline, read_ner_file(Path(args.file)))
+    else:
+        with open(args.file, encoding="utf-8") as fh:
+            items = json.load(fh)
+        if not isinstance(items, list):
+            print("criteria file must hold a JSON list", file=sys.stderr)
+            return 2
+        data = evaluate_criteria(runtime, items)
+    _print(data, args.json)
+    return 0
