@@ -111,6 +111,35 @@ def cmd_match(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_users(args: argparse.Namespace) -> int:
+    from models.workflow import NotFound
+
+    rt = _runtime(args)
+    if args.action == "create":
+        try:
+            key = rt.keys.create(args.name, args.role)
+        except ValueError as exc:
+            print(str(exc), file=sys.stderr)
+            return 2
+        except Exception as exc:  # noqa: BLE001 - e.g. a duplicate name (integrity error)
+            print(f"could not create {args.name!r}: {type(exc).__name__}", file=sys.stderr)
+            return 1
+        print(f"created {args.role} key for {args.name}; store it now, it is not shown again:")
+        print(key)
+        return 0
+    if args.action == "revoke":
+        try:
+            rt.keys.revoke(args.name)
+        except NotFound:
+            print(f"no key named {args.name!r}", file=sys.stderr)
+            return 1
+        print(f"revoked {args.name}")
+        return 0
+    for name, role, revoked in rt.keys.names():
+        print(f"{name:<30} {role:<12} {'revoked' if revoked else 'active'}")
+    return 0
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from assistant import evaluation
 
@@ -160,6 +189,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--status", action="append", help="overall status filter (default recruiting + not yet)")
     p.add_argument("--json", action="store_true", help="print the API's JSON")
     p.set_defaults(func=cmd_match)
+
+    p = sub.add_parser("users", help="coordinator/admin API keys (stored hashed)")
+    usub = p.add_subparsers(dest="action", required=True)
+    u = usub.add_parser("create", help="create an API key and print it once")
+    u.add_argument("name")
+    u.add_argument("--role", choices=["coordinator", "admin"], default="coordinator")
+    u = usub.add_parser("revoke", help="revoke a key")
+    u.add_argument("name")
+    usub.add_parser("list", help="list keys (names and roles only)")
+    p.set_defaults(func=cmd_users)
 
     p = sub.add_parser("evaluate", help="benchmark evaluations (ner, criteria, ranking)")
     esub = p.add_subparsers(dest="what", required=True)

@@ -6,6 +6,7 @@ first use and then reused; nothing is built at import time.
 from __future__ import annotations
 
 import logging
+import threading
 from functools import cached_property
 from pathlib import Path
 from collections.abc import Callable, Sequence
@@ -17,6 +18,7 @@ from assistant.matching.index import CorpusIndex
 from models.db import create_schema, make_engine, make_session_factory
 from models.domain import ParsedCriterion, PatientProfile
 from models.repository import TrialRepository
+from models.workflow import KeyRepository, ReferralRepository, SessionRepository
 
 logger = logging.getLogger(__name__)
 
@@ -32,6 +34,7 @@ class Runtime:
     def __init__(self, settings: dict[str, Any]) -> None:
         self.settings = settings
         self._index: CorpusIndex | None = None
+        self._index_lock = threading.Lock()
 
     @cached_property
     def engine(self) -> Engine:
@@ -42,6 +45,22 @@ class Runtime:
     @cached_property
     def repo(self) -> TrialRepository:
         return TrialRepository(make_session_factory(self.engine))
+
+    @cached_property
+    def sessions(self) -> SessionRepository:
+        return SessionRepository(self.repo.session_factory)
+
+    @cached_property
+    def referrals(self) -> ReferralRepository:
+        return ReferralRepository(self.repo.session_factory)
+
+    @cached_property
+    def keys(self) -> KeyRepository:
+        return KeyRepository(self.repo.session_factory)
+
+    def current_index_version(self) -> str | None:
+        """Version of the index loaded in this process (None before the first load)."""
+        return self._index.version if self._index is not None else None
 
     @cached_property
     def lexicon(self):  # type: ignore[no-untyped-def]
@@ -78,6 +97,13 @@ class Runtime:
         current = self._index
         if current is not None and current.version == version:
             return current
+        with self._index_lock:  # one rebuild per process; other threads keep serving the old index
+            current = self._index
+            if current is not None and current.version == version:
+                return current
+            return self._load_or_fit(version)
+
+    def _load_or_fit(self, version: str | None) -> CorpusIndex:
         index = CorpusIndex.load(self.index_path)
         if index is None or index.version != version:
             index = CorpusIndex.build(self.repo.iter_all(), version)

@@ -55,6 +55,8 @@ def make_session_factory(engine: Engine) -> sessionmaker:
 
 def create_schema(engine: Engine) -> None:
     """Create every table that does not exist yet (idempotent)."""
-    import models.trial  # noqa: F401  (register ORM classes)
+    import models.referral  # noqa: F401  (register ORM classes)
+    import models.session  # noqa: F401
+    import models.trial  # noqa: F401
 
     Base.metadata.create_all(engine)

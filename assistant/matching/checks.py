@@ -103,6 +103,11 @@ def _days_text(days: float) -> str:
     return f"{days:g} days"
 
 
+def _key(req: Requirement) -> str:
+    """Machine form of what a requirement asks about: concepts and classes joined by '|'."""
+    return "|".join((*req.concepts, *req.classes)) or req.span.text.lower()
+
+
 def _names(req: Requirement) -> str:
     items = list(req.concepts) + [c.replace("_", " ") for c in req.classes]
     return " or ".join(items) if items else req.span.text
@@ -193,7 +198,7 @@ def check_condition(profile: PatientProfile, req: Requirement, ctx: CheckContext
     if uncertain:
         return Finding(Truth.UNKNOWN, f"{names} is only suspected ({_quote(uncertain[0].span)})",
                        (uncertain[0].span,), missing=f"whether {names} is confirmed",
-                       key=f"condition:{names}", question=f"Has {names} been confirmed?")
+                       key=f"condition:{_key(req)}", question=f"Has {names} been confirmed?")
     ruled_out = [f for f in facts if f.context.negated]
     if ruled_out:
         return Finding(Truth.NO, f"{names} is negated ({_quote(ruled_out[0].span)})", (ruled_out[0].span,))
@@ -204,7 +209,7 @@ def check_condition(profile: PatientProfile, req: Requirement, ctx: CheckContext
         return Finding(Truth.NO, f"no mention of {names}{note}", ev, assumed=True)
     return Finding(Truth.UNKNOWN, f"{names}{_window_text(req)} is not mentioned{note}", ev,
                    missing=f"whether the patient has {names}{_window_text(req)}",
-                   key=f"condition:{names}", question=f"Does the patient have {names}{_window_text(req)}?")
+                   key=f"condition:{_key(req)}", question=f"Does the patient have {names}{_window_text(req)}?")
 
 
 def _affirmed_condition(facts: Sequence[ConditionFact], req: Requirement, names: str) -> Finding:
@@ -231,7 +236,7 @@ def _affirmed_condition(facts: Sequence[ConditionFact], req: Requirement, names:
         if req.modifiers and truth is Truth.YES and fact.context.historical:
             truth, missing = Truth.UNKNOWN, f"whether {names} is currently {' '.join(req.modifiers)}"
             clause += f", but only as history; the criterion asks for {' '.join(req.modifiers)} disease"
-        finding = Finding(truth, clause, (fact.span,), missing, key=f"condition:{names}" if missing else None,
+        finding = Finding(truth, clause, (fact.span,), missing, key=f"condition:{_key(req)}" if missing else None,
                           question=f"Can you give {missing}?" if missing else None)
         if best is None or _rank(truth) > _rank(best.truth):
             best = finding
@@ -354,7 +359,7 @@ def check_therapy(profile: PatientProfile, req: Requirement, ctx: CheckContext) 
         return Finding(Truth.NO, f"no mention of {names}", assumed=True)
     return Finding(Truth.UNKNOWN, f"no mention of {names}{_window_text(req)}",
                    missing=f"whether the patient has received {names}{_window_text(req)}",
-                   key=f"therapy:{names}", question=f"Has the patient received {names}{_window_text(req)}?")
+                   key=f"therapy:{_key(req)}", question=f"Has the patient received {names}{_window_text(req)}?")
 
 
 def check_therapy_count(profile: PatientProfile, req: Requirement, ctx: CheckContext) -> Finding:
@@ -371,7 +376,7 @@ def check_therapy_count(profile: PatientProfile, req: Requirement, ctx: CheckCon
     if explicit:
         return Finding(Truth.NO, f"{count} prior {names} reported (needs {need})", ev)
     return Finding(Truth.UNKNOWN, f"{count} prior {names} found in the description (needs {need})", ev,
-                   missing=f"how many {names} the patient has received", key=f"therapy_count:{names}",
+                   missing=f"how many {names} the patient has received", key=f"therapy_count:{_key(req)}",
                    question=f"Which {names.replace(' or ', '/')} treatments has the patient received so far?")
 
 

@@ -1,17 +1,255 @@
-"""Blueprint at /api/v1: parse, call the service, jsonify. No logic."""
+"""Blueprint at /api/v1: parse, call the service, jsonify. No matching logic here.
+
+Widget endpoints (match, trials, sessions, creating a referral) are public but
+rate-limited; coordinator endpoints (listing, opening and updating referrals)
+need an API key (``Authorization: Bearer tm_...`` or ``X-API-Key``).
+"""
 from __future__ import annotations
 
-from flask import Blueprint, current_app, jsonify
+import datetime as dt
+import logging
+from functools import wraps
+from typing import Any, Callable
 
+from flask import Blueprint, current_app, g, jsonify, request
+
+from assistant import chat
+from assistant.matching.filters import Filters
+from assistant.service import match_result_to_dict, match_to_dict, profile_to_dict, question_to_dict, runtime_match
+from assistant.web import schemas
+from assistant.web.errors import APIError
+from models.repository import TrialNotFound, content_hash
+from models.workflow import REFERRAL_STATUSES, NotFound, Principal
+
+logger = logging.getLogger(__name__)
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
+
+COORDINATOR_ENDPOINTS: set[str] = set()
 
 
 def runtime():  # type: ignore[no-untyped-def]
     return current_app.extensions["trialmatch"]
 
 
+def limiter():  # type: ignore[no-untyped-def]
+    return current_app.extensions["trialmatch_limiter"]
+
+
+def require_role(role: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Coordinator routes: a valid key; admin routes: an admin key."""
+    def decorator(view: Callable[..., Any]) -> Callable[..., Any]:
+        COORDINATOR_ENDPOINTS.add(f"api.{view.__name__}")
+
+        @wraps(view)
+        def wrapped(*args: Any, **kwargs: Any) -> Any:
+            header = request.headers.get("Authorization", "")
+            key = header[7:].strip() if header.lower().startswith("bearer ") else request.headers.get("X-API-Key", "")
+            principal = runtime().keys.authenticate(key) if key else None
+            if principal is None:
+                raise APIError("unauthenticated", "a valid API key is required", 401)
+            if role == "admin" and principal.role != "admin":
+                raise APIError("forbidden", "this action needs an admin key", 403)
+            g.principal = principal
+            return view(*args, **kwargs)
+
+        wrapped.requires_auth = role  # type: ignore[attr-defined]
+        return wrapped
+    return decorator
+
+
+# --------------------------------------------------------------------------- public
+
+
 @bp.get("/health")
 def health():  # type: ignore[no-untyped-def]
     rt = runtime()
-    trials = rt.repo.count()
-    return jsonify({"status": "ok" if trials else "empty", "database": "ok", "trials": trials})
+    try:
+        trials = rt.repo.count()
+        database = "ok"
+    except Exception:  # noqa: BLE001 - health reports the failure instead of raising
+        logger.exception("health: database check failed")
+        trials, database = 0, "error"
+    index = rt.current_index_version()
+    ready = database == "ok" and trials > 0 and index is not None
+    body = {"status": "ok" if ready else "degraded", "database": database, "trials": trials,
+            "index": "ready" if index is not None else "not_loaded", "corpus_version": index}
+    return jsonify(body), 200 if ready else 503
+
+
+@bp.post("/match")
+def match():  # type: ignore[no-untyped-def]
+    req = schemas.parse_match_request(request, runtime().settings)
+    rt = runtime()
+    profile = rt.extract(req.text)
+    result = runtime_match(rt, profile, filters=req.filters, top_k=req.top_k)
+    return jsonify(match_result_to_dict(result))
+
+
+@bp.get("/trials")
+def list_trials():  # type: ignore[no-untyped-def]
+    args = schemas.parse_trial_query(request.args)
+    page = runtime().repo.list(q=args["q"], condition=args["condition"], statuses=args["status"],
+                               page=args["page"], per_page=args["per_page"])
+    return jsonify({"page": args["page"], "per_page": args["per_page"], "total": page.total,
+                    "trials": [schemas.trial_summary(t) for t in page.items]})
+
+
+@bp.get("/trials/<nct_id>")
+def get_trial(nct_id: str):  # type: ignore[no-untyped-def]
+    nct_id = schemas.parse_nct_id(nct_id)
+    try:
+        trial = runtime().repo.get(nct_id)
+    except TrialNotFound:
+        raise APIError("trial_not_found", f"no trial {nct_id}", 404) from None
+    return jsonify(schemas.trial_detail(trial))
+
+
+@bp.get("/openapi.json")
+def openapi():  # type: ignore[no-untyped-def]
+    from assistant.web.openapi import openapi_document
+
+    return jsonify(openapi_document())
+
+
+# --------------------------------------------------------------------------- chat sessions
+
+
+def _ttl() -> dt.timedelta:
+    return dt.timedelta(minutes=int(runtime().settings["SESSION_TTL_MINUTES"]))
+
+
+def _session(session_id: str):  # type: ignore[no-untyped-def]
+    if not schemas.SESSION_ID_RE.match(session_id):
+        raise APIError("session_not_found", "unknown or expired session", 404)
+    try:
+        return runtime().sessions.get(session_id)
+    except NotFound:
+        raise APIError("session_not_found", "unknown or expired session", 404) from None
+
+
+@bp.post("/sessions")
+def create_session():  # type: ignore[no-untyped-def]
+    schemas.optional_json_object(request)
+    state = runtime().sessions.create(_ttl())
+    return jsonify({"id": state.id, "expires_at": state.expires_at.isoformat() + "Z"}), 201
+
+
+@bp.get("/sessions/<session_id>")
+def get_session(session_id: str):  # type: ignore[no-untyped-def]
+    state = _session(session_id)
+    return jsonify({"id": state.id, "expires_at": state.expires_at.isoformat() + "Z",
+                    "messages": list(state.messages), "pending_question": state.pending_question})
+
+
+@bp.delete("/sessions/<session_id>")
+def delete_session(session_id: str):  # type: ignore[no-untyped-def]
+    _session(session_id)
+    runtime().sessions.delete(session_id)
+    return "", 204
+
+
+@bp.post("/sessions/<session_id>/messages")
+def post_message(session_id: str):  # type: ignore[no-untyped-def]
+    state = _session(session_id)
+    body = schemas.parse_message(request, runtime().settings)
+    rt = runtime()
+    total = sum(len(m["text"]) for m in state.messages if m.get("role") == "user") + len(body.text)
+    if total > int(rt.settings["MAX_TEXT_CHARS"]) * 2:
+        raise APIError("session_too_long", "this conversation is too long; please start a new session", 413)
+    messages = list(state.messages) + [{"role": "user", "text": body.text, "answered": state.pending_question}]
+    profile = chat.session_profile(messages, rt.extract)
+    result = runtime_match(rt, profile, filters=body.filters, top_k=body.top_k, asked=frozenset(state.asked))
+    question = chat.next_question(result, state.asked)
+    reply = chat.reply_text(result, question)
+    messages.append({"role": "assistant", "text": reply})
+    asked = list(state.asked) + ([question.key] if question else [])
+    pending = question_to_dict(question) if question else None
+    rt.sessions.save_turn(session_id, messages, asked, pending, _ttl())
+    data = match_result_to_dict(result)
+    return jsonify({"session_id": session_id, "reply": reply, "profile": data["profile"], "matches": data["matches"],
+                    "questions": data["questions"], "next_question": pending})
+
+
+# --------------------------------------------------------------------------- referrals
+
+
+def _actor() -> str:
+    principal: Principal | None = getattr(g, "principal", None)
+    return principal.name if principal else "widget"
+
+
+def _referral_dict(ref, with_events: bool = False) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+    out = {"id": ref.id, "nct_id": ref.nct_id, "session_id": ref.session_id, "contact_ref": ref.contact_ref,
+           "status": ref.status, "needs_review": ref.needs_review, "created_at": ref.created_at.isoformat() + "Z",
+           "updated_at": ref.updated_at.isoformat() + "Z"}
+    if with_events:
+        out["audit"] = [{"at": e.at.isoformat() + "Z", "actor": e.actor, "action": e.action,
+                         "from_status": e.from_status, "to_status": e.to_status, "note": e.note} for e in ref.events]
+    return out
+
+
+@bp.post("/referrals")
+def create_referral():  # type: ignore[no-untyped-def]
+    rt = runtime()
+    body = schemas.parse_referral(request, rt.settings)
+    text = body["text"]
+    if body["session_id"]:
+        state = _session(body["session_id"])
+        text = chat.transcript_text(state.messages)
+        if not text.strip():
+            raise APIError("invalid_request", "the session has no patient description yet", 400)
+    try:
+        trial = rt.repo.get(body["nct_id"], with_raw=True)
+    except TrialNotFound:
+        raise APIError("trial_not_found", f"no trial {body['nct_id']}", 404) from None
+    ref = rt.referrals.create(body["nct_id"], text, body["contact_ref"], _actor(), session_id=body["session_id"],
+                              trial_hash=content_hash(trial.raw))
+    return jsonify(_referral_dict(ref)), 201
+
+
+@bp.get("/referrals")
+@require_role("coordinator")
+def list_referrals():  # type: ignore[no-untyped-def]
+    args = schemas.parse_referral_query(request.args)
+    items, total = runtime().referrals.list(**args)
+    return jsonify({"total": total, "page": args["page"], "referrals": [_referral_dict(r) for r in items]})
+
+
+@bp.get("/referrals/<int:referral_id>")
+@require_role("coordinator")
+def get_referral(referral_id: int):  # type: ignore[no-untyped-def]
+    rt = runtime()
+    try:
+        ref = rt.referrals.get(referral_id)
+    except NotFound:
+        raise APIError("referral_not_found", f"no referral {referral_id}", 404) from None
+    out = _referral_dict(ref, with_events=True)
+    out["patient_text"] = ref.patient_text
+    try:
+        rt.repo.get(ref.nct_id)
+    except TrialNotFound:
+        out["evaluation"] = None
+        return jsonify(out)
+    profile = rt.extract(ref.patient_text)
+    # re-computed against the current version of the trial
+    result = runtime_match(rt, profile, filters=Filters(nct_ids=frozenset({ref.nct_id})), top_k=1)
+    out["profile"] = profile_to_dict(profile)
+    out["evaluation"] = match_to_dict(result.matches[0]) if result.matches else None
+    return jsonify(out)
+
+
+@bp.patch("/referrals/<int:referral_id>")
+@require_role("coordinator")
+def update_referral(referral_id: int):  # type: ignore[no-untyped-def]
+    body = schemas.parse_status_change(request)
+    try:
+        ref = runtime().referrals.change_status(referral_id, body["status"], _actor(), body["note"])
+    except NotFound:
+        raise APIError("referral_not_found", f"no referral {referral_id}", 404) from None
+    return jsonify(_referral_dict(ref, with_events=True))
+
+
+@bp.get("/referral-statuses")
+def referral_statuses():  # type: ignore[no-untyped-def]
+    return jsonify({"statuses": list(REFERRAL_STATUSES)})
+

@@ -1,11 +1,18 @@
 """Request validation (type, non-empty, size caps) -> typed values; raises APIError with stable codes."""
 from __future__ import annotations
 
+import datetime as dt
+import re
+from dataclasses import dataclass
 from collections.abc import Sequence
 from typing import Any
 
+from flask import Request
+
 from assistant.matching.filters import Filters, Near
 from assistant.web.errors import APIError
+from models.domain import TrialRecord
+from models.workflow import REFERRAL_STATUSES
 
 KNOWN_STATUSES = frozenset({
     "RECRUITING", "NOT_YET_RECRUITING", "ENROLLING_BY_INVITATION", "ACTIVE_NOT_RECRUITING", "COMPLETED",
@@ -76,3 +83,182 @@ def parse_filters(raw: Any, default_statuses: Sequence[str] = ()) -> Filters:
     return Filters(statuses=tuple(statuses), phases=tuple(phases), country=_place(raw.get("country"), "country"),
                    state=_place(raw.get("state"), "state"), city=_place(raw.get("city"), "city"),
                    near=_near(raw.get("near")))
+
+
+# --------------------------------------------------------------------------- requests
+
+
+
+
+NCT_RE = re.compile(r"^NCT\d{8}$")
+SESSION_ID_RE = re.compile(r"^[A-Za-z0-9_-]{20,64}$")
+MAX_TOP_K = 50
+
+
+@dataclass(frozen=True, slots=True)
+class MatchRequest:
+    text: str
+    top_k: int
+    filters: Filters
+
+
+def json_object(request: Request) -> dict[str, Any]:
+    """The request body as a JSON object, or a clear error."""
+    if not request.is_json:
+        raise APIError("unsupported_media_type", "send a JSON body with Content-Type: application/json", 415)
+    data = request.get_json(silent=True)
+    if data is None:
+        raise APIError("malformed_json", "the request body is not valid JSON", 400)
+    if not isinstance(data, dict):
+        raise APIError("invalid_request", "the JSON body must be an object", 400)
+    return data
+
+
+def optional_json_object(request: Request) -> dict[str, Any]:
+    if not request.get_data(cache=True):
+        return {}
+    return json_object(request)
+
+
+def parse_text(value: Any, settings: dict[str, Any], field: str = "text") -> str:
+    if value is None:
+        raise APIError("missing_text", f"'{field}' is required", 400)
+    if not isinstance(value, str):
+        raise APIError("invalid_type", f"'{field}' must be a string", 400)
+    if not value.strip():
+        raise APIError("empty_text", f"'{field}' must not be empty", 400)
+    cap = int(settings["MAX_TEXT_CHARS"])
+    if len(value) > cap:
+        raise APIError("text_too_long", f"'{field}' has {len(value)} characters; the limit is {cap}", 413)
+    return value
+
+
+def parse_top_k(value: Any, default: int) -> int:
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_TOP_K:
+        raise APIError("invalid_type", f"'top_k' must be an integer from 1 to {MAX_TOP_K}", 400)
+    return value
+
+
+def _check_keys(data: dict[str, Any], allowed: set[str]) -> None:
+    unknown = set(data) - allowed
+    if unknown:
+        raise APIError("invalid_request", f"unknown field(s): {', '.join(sorted(unknown))}", 400)
+
+
+def parse_match_request(request: Request, settings: dict[str, Any]) -> MatchRequest:
+    data = json_object(request)
+    _check_keys(data, {"text", "top_k", "filters"})
+    return MatchRequest(parse_text(data.get("text"), settings), parse_top_k(data.get("top_k"), int(settings["TOP_K"])),
+                        parse_filters(data.get("filters"), default_statuses=settings["DEFAULT_STATUSES"]))
+
+
+def parse_message(request: Request, settings: dict[str, Any]) -> MatchRequest:
+    return parse_match_request(request, settings)
+
+
+def parse_nct_id(value: str) -> str:
+    value = value.strip().upper()
+    if not NCT_RE.match(value):
+        raise APIError("invalid_nct_id", "an NCT id looks like NCT01234567", 400)
+    return value
+
+
+def _int_arg(args: Any, name: str, default: int, low: int, high: int) -> int:
+    raw = args.get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise APIError("invalid_type", f"'{name}' must be an integer", 400) from None
+    if not low <= value <= high:
+        raise APIError("invalid_type", f"'{name}' must be from {low} to {high}", 400)
+    return value
+
+
+def parse_trial_query(args: Any) -> dict[str, Any]:
+    q = args.get("q") or None
+    condition = args.get("condition") or None
+    for name, value in (("q", q), ("condition", condition)):
+        if value is not None and len(value) > 200:
+            raise APIError("invalid_request", f"'{name}' is too long", 400)
+    statuses = [s for raw in args.getlist("status") for s in raw.split(",") if s.strip()]
+    statuses = _str_list(statuses, "status") if statuses else []
+    bad = [s for s in statuses if s not in KNOWN_STATUSES]
+    if bad:
+        raise APIError("invalid_filter", f"unknown status: {', '.join(bad)}", 400)
+    return {"q": q, "condition": condition, "status": statuses, "page": _int_arg(args, "page", 1, 1, 100_000),
+            "per_page": _int_arg(args, "per_page", 20, 1, 100)}
+
+
+def parse_referral(request: Request, settings: dict[str, Any]) -> dict[str, Any]:
+    data = json_object(request)
+    _check_keys(data, {"nct_id", "text", "session_id", "contact_ref"})
+    nct = data.get("nct_id")
+    if not isinstance(nct, str):
+        raise APIError("invalid_type", "'nct_id' must be a string", 400)
+    contact = data.get("contact_ref")
+    if not isinstance(contact, str) or not contact.strip() or len(contact) > 200:
+        raise APIError("invalid_type", "'contact_ref' must be a non-empty string of at most 200 characters", 400)
+    session_id = data.get("session_id")
+    text = data.get("text")
+    if session_id is None and text is None:
+        raise APIError("missing_text", "give either 'text' or 'session_id'", 400)
+    if session_id is not None and not isinstance(session_id, str):
+        raise APIError("invalid_type", "'session_id' must be a string", 400)
+    return {"nct_id": parse_nct_id(nct), "contact_ref": contact.strip(), "session_id": session_id,
+            "text": parse_text(text, settings) if text is not None else ""}
+
+
+def parse_referral_query(args: Any) -> dict[str, Any]:
+    status = args.get("status")
+    if status is not None and status not in REFERRAL_STATUSES:
+        raise APIError("invalid_filter", f"status must be one of {', '.join(REFERRAL_STATUSES)}", 400)
+    nct = args.get("nct_id")
+    out: dict[str, Any] = {"nct_id": parse_nct_id(nct) if nct else None, "status": status,
+                           "page": _int_arg(args, "page", 1, 1, 100_000), "per_page": _int_arg(args, "per_page", 50, 1, 200)}
+    for name in ("since", "until"):
+        raw = args.get(name)
+        if raw:
+            try:
+                out[name] = dt.datetime.fromisoformat(raw.replace("Z", ""))
+            except ValueError:
+                raise APIError("invalid_filter", f"'{name}' must be an ISO date", 400) from None
+    return out
+
+
+def parse_status_change(request: Request) -> dict[str, Any]:
+    data = json_object(request)
+    _check_keys(data, {"status", "note"})
+    status = data.get("status")
+    if status not in REFERRAL_STATUSES:
+        raise APIError("invalid_status", f"status must be one of {', '.join(REFERRAL_STATUSES)}", 400)
+    note = data.get("note")
+    if note is not None and (not isinstance(note, str) or len(note) > 2000):
+        raise APIError("invalid_type", "'note' must be a string of at most 2000 characters", 400)
+    return {"status": status, "note": note}
+
+
+# --------------------------------------------------------------------------- responses
+
+
+def trial_summary(t: TrialRecord) -> dict[str, Any]:
+    return {"nct_id": t.nct_id, "title": t.title, "overall_status": t.overall_status, "phases": list(t.phases),
+            "conditions": list(t.conditions), "minimum_age": t.minimum_age_raw, "maximum_age": t.maximum_age_raw,
+            "sex": t.sex}
+
+
+def trial_detail(t: TrialRecord) -> dict[str, Any]:
+    return {**trial_summary(t), "official_title": t.official_title, "brief_summary": t.brief_summary,
+            "keywords": list(t.keywords), "study_type": t.study_type, "enrollment": t.enrollment,
+            "healthy_volunteers": t.healthy_volunteers,
+            "last_update": t.last_update.isoformat() if t.last_update else None,
+            "interventions": [{"name": i.name, "type": i.type, "other_names": list(i.other_names)}
+                              for i in t.interventions],
+            "locations": [{"facility": l.facility, "city": l.city, "state": l.state, "country": l.country,
+                           "zip": l.zip, "status": l.status, "lat": l.lat, "lon": l.lon} for l in t.locations],
+            "criteria": [{"id": t.criterion_id(c), "kind": c.kind.value, "position": c.position, "parent": c.parent,
+                          "depth": c.depth, "cohort": c.cohort, "heading": c.heading, "text": c.text,
+                          "parsed": c.parsed is not None and c.parsed.parsed} for c in t.criteria]}

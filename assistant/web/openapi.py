@@ -1,0 +1,186 @@
+"""The OpenAPI 3 document of /api/v1 (a test checks it matches the app's real routes)."""
+from __future__ import annotations
+
+from typing import Any
+
+from assistant import __version__
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _json(schema: dict[str, Any], description: str = "OK") -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _errors(*codes: int) -> dict[str, Any]:
+    text = {400: "Invalid request", 401: "Missing or invalid API key", 403: "Forbidden", 404: "Not found",
+            413: "Text too long", 415: "Not JSON", 429: "Too many requests", 503: "Not ready"}
+    return {str(c): _json(_ref("Error"), text[c]) for c in codes}
+
+
+def _body(name: str) -> dict[str, Any]:
+    return {"required": True, "content": {"application/json": {"schema": _ref(name)}}}
+
+
+SECURED = [{"ApiKey": []}, {"Bearer": []}]
+NCT_PARAM = {"name": "nct_id", "in": "path", "required": True,
+             "schema": {"type": "string", "pattern": "^NCT[0-9]{8}$"}}
+SESSION_PARAM = {"name": "session_id", "in": "path", "required": True,
+                 "schema": {"type": "string", "pattern": "^[A-Za-z0-9_-]{20,64}$"}}
+REFERRAL_PARAM = {"name": "referral_id", "in": "path", "required": True, "schema": {"type": "integer", "minimum": 1}}
+STATUS_ENUM = ["RECRUITING", "NOT_YET_RECRUITING", "ENROLLING_BY_INVITATION", "ACTIVE_NOT_RECRUITING", "COMPLETED",
+               "SUSPENDED", "TERMINATED", "WITHDRAWN", "UNKNOWN", "ANY"]
+REFERRAL_STATUS = ["new", "in_review", "contacted", "enrolled", "not_eligible"]
+NULLABLE_STR = {"type": ["string", "null"]}
+
+SCHEMAS: dict[str, Any] = {
+    "Error": {"type": "object", "required": ["error"], "properties": {"error": {
+        "type": "object", "required": ["code", "message"],
+        "properties": {"code": {"type": "string"}, "message": {"type": "string"},
+                       "request_id": {"type": "string"}}}}},
+    "Filters": {"type": "object", "additionalProperties": False, "properties": {
+        "status": {"oneOf": [{"type": "string", "enum": STATUS_ENUM},
+                             {"type": "array", "maxItems": 20, "items": {"type": "string", "enum": STATUS_ENUM}}]},
+        "phase": {"oneOf": [{"type": "string", "enum": ["EARLY_PHASE1", "PHASE1", "PHASE2", "PHASE3", "PHASE4", "NA"]},
+                            {"type": "array", "maxItems": 20, "items": {"type": "string", "enum": [
+                                "EARLY_PHASE1", "PHASE1", "PHASE2", "PHASE3", "PHASE4", "NA"]}}]},
+        "country": {"type": "string", "minLength": 1, "maxLength": 100, "pattern": r"\S"},
+        "state": {"type": "string", "minLength": 1, "maxLength": 100, "pattern": r"\S"},
+        "city": {"type": "string", "minLength": 1, "maxLength": 100, "pattern": r"\S"},
+        "near": {"type": "object", "required": ["lat", "lon"], "additionalProperties": False, "properties": {
+            "lat": {"type": "number", "minimum": -90, "maximum": 90},
+            "lon": {"type": "number", "minimum": -180, "maximum": 180},
+            "radius_km": {"type": "number", "minimum": 0.1, "maximum": 20037}}}}},
+    "MatchRequest": {"type": "object", "required": ["text"], "additionalProperties": False, "properties": {
+        "text": {"type": "string", "minLength": 1, "maxLength": 20000, "pattern": r"\S"},
+        "top_k": {"type": "integer", "minimum": 1, "maximum": 50},
+        "filters": _ref("Filters")}},
+    "Evidence": {"type": "object", "required": ["start", "end", "text"], "properties": {
+        "start": {"type": "integer"}, "end": {"type": "integer"}, "text": {"type": "string"}}},
+    "Criterion": {"type": "object", "required": ["kind", "text", "verdict", "reason", "evidence"], "properties": {
+        "id": {"type": "string"}, "kind": {"type": "string", "enum": ["inclusion", "exclusion"]},
+        "text": {"type": "string"},
+        "verdict": {"type": "string", "enum": ["met", "not_met", "unknown", "not_applicable"]},
+        "reason": {"type": "string"}, "evidence": {"type": "array", "items": _ref("Evidence")},
+        "missing": NULLABLE_STR, "cohort": NULLABLE_STR}},
+    "Question": {"type": "object", "required": ["key", "text"], "properties": {
+        "key": {"type": "string"}, "text": {"type": "string"},
+        "criteria": {"type": "array", "items": {"type": "string"}},
+        "trials": {"type": "array", "items": {"type": "string"}}, "weight": {"type": "number"}}},
+    "Match": {"type": "object", "required": ["nct_id", "title", "score", "label", "criteria", "questions"],
+              "properties": {
+                  "nct_id": {"type": "string"}, "title": {"type": "string"}, "score": {"type": "number"},
+                  "relevance": {"type": "number"},
+                  "label": {"type": "string", "enum": ["eligible", "possibly_eligible", "ineligible"]},
+                  "overall_status": NULLABLE_STR, "phases": {"type": "array", "items": {"type": "string"}},
+                  "cohort": NULLABLE_STR, "nearest_site_km": {"type": ["number", "null"]},
+                  "criteria": {"type": "array", "items": _ref("Criterion")},
+                  "questions": {"type": "array", "items": _ref("Question")}}},
+    "MatchResult": {"type": "object", "required": ["profile", "matches", "questions"], "properties": {
+        "profile": {"type": "object"}, "matches": {"type": "array", "items": _ref("Match")},
+        "questions": {"type": "array", "items": _ref("Question")}}},
+    "TrialSummary": {"type": "object", "required": ["nct_id", "title"], "properties": {
+        "nct_id": {"type": "string"}, "title": {"type": "string"}, "overall_status": NULLABLE_STR}},
+    "TrialPage": {"type": "object", "required": ["total", "trials"], "properties": {
+        "page": {"type": "integer"}, "per_page": {"type": "integer"}, "total": {"type": "integer"},
+        "trials": {"type": "array", "items": _ref("TrialSummary")}}},
+    "TrialDetail": {"type": "object", "required": ["nct_id", "title", "criteria"], "properties": {
+        "nct_id": {"type": "string"}, "title": {"type": "string"}, "criteria": {"type": "array", "items": {
+            "type": "object", "required": ["kind", "text"]}}}},
+    "Session": {"type": "object", "required": ["id", "expires_at"], "properties": {
+        "id": {"type": "string"}, "expires_at": {"type": "string"}}},
+    "MessageRequest": {"type": "object", "required": ["text"], "additionalProperties": False, "properties": {
+        "text": {"type": "string", "minLength": 1, "maxLength": 20000, "pattern": r"\S"},
+        "top_k": {"type": "integer", "minimum": 1, "maximum": 50}, "filters": _ref("Filters")}},
+    "Reply": {"type": "object", "required": ["session_id", "reply", "profile", "matches", "next_question"],
+              "properties": {"session_id": {"type": "string"}, "reply": {"type": "string"},
+                             "profile": {"type": "object"}, "matches": {"type": "array", "items": _ref("Match")},
+                             "questions": {"type": "array", "items": _ref("Question")},
+                             "next_question": {"oneOf": [_ref("Question"), {"type": "null"}]}}},
+    "ReferralRequest": {"type": "object", "required": ["nct_id", "contact_ref"], "additionalProperties": False,
+                        "properties": {
+                            "nct_id": {"type": "string", "pattern": "^NCT[0-9]{8}$"},
+                            "text": {"type": "string", "minLength": 1, "maxLength": 20000, "pattern": r"\S"},
+                            "session_id": {"type": "string"},
+                            "contact_ref": {"type": "string", "minLength": 1, "maxLength": 200, "pattern": r"\S"}}},
+    "Referral": {"type": "object", "required": ["id", "nct_id", "status"], "properties": {
+        "id": {"type": "integer"}, "nct_id": {"type": "string"},
+        "status": {"type": "string", "enum": REFERRAL_STATUS}, "needs_review": {"type": "boolean"},
+        "audit": {"type": "array", "items": {"type": "object"}}}},
+    "ReferralPage": {"type": "object", "required": ["total", "referrals"], "properties": {
+        "total": {"type": "integer"}, "page": {"type": "integer"},
+        "referrals": {"type": "array", "items": _ref("Referral")}}},
+    "StatusChange": {"type": "object", "required": ["status"], "additionalProperties": False, "properties": {
+        "status": {"type": "string", "enum": REFERRAL_STATUS}, "note": {"type": "string", "maxLength": 2000}}},
+    "Health": {"type": "object", "required": ["status", "database", "trials"], "properties": {
+        "status": {"type": "string"}, "database": {"type": "string"}, "trials": {"type": "integer"},
+        "index": {"type": "string"}, "corpus_version": NULLABLE_STR}},
+}
+
+
+def openapi_document() -> dict[str, Any]:
+    q = {"in": "query", "required": False}
+    paths: dict[str, Any] = {
+        "/api/v1/health": {"get": {"operationId": "health", "summary": "Database and index readiness",
+                                   "responses": {"200": _json(_ref("Health")), "503": _json(_ref("Health"), "Not ready")}}},
+        "/api/v1/openapi.json": {"get": {"operationId": "openapi", "summary": "This document",
+                                         "responses": {"200": _json({"type": "object"})}}},
+        "/api/v1/match": {"post": {"operationId": "match", "summary": "Match a patient description",
+                                   "requestBody": _body("MatchRequest"),
+                                   "responses": {"200": _json(_ref("MatchResult")), **_errors(400, 413, 415, 429)}}},
+        "/api/v1/trials": {"get": {"operationId": "listTrials", "summary": "List trials", "parameters": [
+            {"name": "q", **q, "schema": {"type": "string", "maxLength": 200}},
+            {"name": "condition", **q, "schema": {"type": "string", "maxLength": 200}},
+            {"name": "status", **q, "schema": {"type": "string", "enum": STATUS_ENUM[:-1]}},
+            {"name": "page", **q, "schema": {"type": "integer", "minimum": 1, "maximum": 100000}},
+            {"name": "per_page", **q, "schema": {"type": "integer", "minimum": 1, "maximum": 100}}],
+            "responses": {"200": _json(_ref("TrialPage")), **_errors(400, 429)}}},
+        "/api/v1/trials/{nct_id}": {"get": {"operationId": "getTrial", "summary": "A trial with parsed criteria",
+                                            "parameters": [NCT_PARAM],
+                                            "responses": {"200": _json(_ref("TrialDetail")), **_errors(400, 404, 429)}}},
+        "/api/v1/sessions": {"post": {"operationId": "createSession", "summary": "Start a chat session",
+                                      "responses": {"201": _json(_ref("Session"), "Created"), **_errors(400, 415, 429)}}},
+        "/api/v1/sessions/{session_id}": {
+            "get": {"operationId": "getSession", "parameters": [SESSION_PARAM],
+                    "responses": {"200": _json(_ref("Session")), **_errors(404, 429)}},
+            "delete": {"operationId": "deleteSession", "summary": "Delete the session and its data",
+                       "parameters": [SESSION_PARAM],
+                       "responses": {"204": {"description": "Deleted"}, **_errors(404, 429)}}},
+        "/api/v1/sessions/{session_id}/messages": {"post": {
+            "operationId": "postMessage", "summary": "Send a message; get the reply, matches and next question",
+            "parameters": [SESSION_PARAM], "requestBody": _body("MessageRequest"),
+            "responses": {"200": _json(_ref("Reply")), **_errors(400, 404, 413, 415, 429)}}},
+        "/api/v1/referrals": {
+            "post": {"operationId": "createReferral", "summary": "Refer a patient to a trial",
+                     "requestBody": _body("ReferralRequest"),
+                     "responses": {"201": _json(_ref("Referral"), "Created"), **_errors(400, 404, 413, 415, 429)}},
+            "get": {"operationId": "listReferrals", "summary": "Coordinator: list referrals", "security": SECURED,
+                    "parameters": [
+                        {"name": "nct_id", **q, "schema": {"type": "string", "pattern": "^NCT[0-9]{8}$"}},
+                        {"name": "status", **q, "schema": {"type": "string", "enum": REFERRAL_STATUS}},
+                        {"name": "since", **q, "schema": {"type": "string", "format": "date"}},
+                        {"name": "until", **q, "schema": {"type": "string", "format": "date"}},
+                        {"name": "page", **q, "schema": {"type": "integer", "minimum": 1, "maximum": 100000}},
+                        {"name": "per_page", **q, "schema": {"type": "integer", "minimum": 1, "maximum": 200}}],
+                    "responses": {"200": _json(_ref("ReferralPage")), **_errors(400, 401)}}},
+        "/api/v1/referrals/{referral_id}": {
+            "get": {"operationId": "getReferral", "summary": "Coordinator: a referral with re-computed verdicts",
+                    "security": SECURED, "parameters": [REFERRAL_PARAM],
+                    "responses": {"200": _json(_ref("Referral")), **_errors(401, 404)}},
+            "patch": {"operationId": "updateReferral", "summary": "Coordinator: change status (audited)",
+                      "security": SECURED, "parameters": [REFERRAL_PARAM], "requestBody": _body("StatusChange"),
+                      "responses": {"200": _json(_ref("Referral")), **_errors(400, 401, 404, 415)}}},
+        "/api/v1/referral-statuses": {"get": {"operationId": "referralStatuses", "summary": "Referral statuses",
+                                              "responses": {"200": _json({"type": "object"})}}},
+    }
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "trialmatch API", "version": __version__,
+                 "description": "Match patients to clinical trials with reasons per criterion."},
+        "paths": paths,
+        "components": {"schemas": SCHEMAS, "securitySchemes": {
+            "ApiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
+            "Bearer": {"type": "http", "scheme": "bearer"}}},
+    }

@@ -1,0 +1,237 @@
+"""Queries for chat sessions, referrals with their audit trail, and API keys.
+
+Every write commits before the function returns (a referral status change and
+its audit entry are one transaction). Returns frozen values, never ORM rows.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+from typing import Any, Iterable
+
+from sqlalchemy import delete, func, select
+from sqlalchemy.orm import selectinload, sessionmaker
+
+from models.referral import ApiKey, Referral, ReferralEvent
+from models.session import ChatSession
+
+REFERRAL_STATUSES = ("new", "in_review", "contacted", "enrolled", "not_eligible")
+ROLES = ("coordinator", "admin")
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+
+
+class NotFound(LookupError):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class SessionState:
+    id: str
+    created_at: dt.datetime
+    expires_at: dt.datetime
+    messages: tuple[dict[str, Any], ...]
+    asked: tuple[str, ...]
+    pending_question: dict[str, Any] | None
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEvent:
+    at: dt.datetime
+    actor: str
+    action: str
+    from_status: str | None
+    to_status: str | None
+    note: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class ReferralRecord:
+    id: int
+    nct_id: str
+    session_id: str | None
+    patient_text: str
+    contact_ref: str
+    status: str
+    needs_review: bool
+    trial_hash: str | None
+    created_at: dt.datetime
+    updated_at: dt.datetime
+    events: tuple[AuditEvent, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    name: str
+    role: str
+
+
+def _state(row: ChatSession) -> SessionState:
+    return SessionState(row.id, row.created_at, row.expires_at, tuple(row.messages or ()), tuple(row.asked or ()),
+                        row.pending_question)
+
+
+def _referral(row: Referral, with_events: bool = False) -> ReferralRecord:
+    events = tuple(AuditEvent(e.at, e.actor, e.action, e.from_status, e.to_status, e.note)
+                   for e in row.events) if with_events else ()
+    return ReferralRecord(row.id, row.nct_id, row.session_id, row.patient_text, row.contact_ref, row.status,
+                          row.needs_review, row.trial_hash, row.created_at, row.updated_at, events)
+
+
+class SessionRepository:
+    def __init__(self, session_factory: sessionmaker) -> None:
+        self.session_factory = session_factory
+
+    def create(self, ttl: dt.timedelta) -> SessionState:
+        now = utcnow()
+        row = ChatSession(id=secrets.token_urlsafe(32), created_at=now, updated_at=now, expires_at=now + ttl,
+                          messages=[], asked=[], pending_question=None)
+        with self.session_factory.begin() as s:
+            s.add(row)
+        return _state(row)
+
+    def get(self, session_id: str) -> SessionState:
+        """The live session; expired ones are deleted and reported as not found."""
+        with self.session_factory.begin() as s:
+            row = s.get(ChatSession, session_id)
+            if row is None:
+                raise NotFound(session_id)
+            if row.expires_at <= utcnow():
+                s.delete(row)
+                raise NotFound(session_id)
+            return _state(row)
+
+    def save_turn(self, session_id: str, messages: list[dict[str, Any]], asked: list[str],
+                  pending: dict[str, Any] | None, ttl: dt.timedelta) -> SessionState:
+        with self.session_factory.begin() as s:
+            row = s.get(ChatSession, session_id)
+            if row is None:
+                raise NotFound(session_id)
+            now = utcnow()
+            row.messages, row.asked, row.pending_question = messages, asked, pending
+            row.updated_at, row.expires_at = now, now + ttl
+            return _state(row)
+
+    def delete(self, session_id: str) -> None:
+        with self.session_factory.begin() as s:
+            if s.execute(delete(ChatSession).where(ChatSession.id == session_id)).rowcount == 0:
+                raise NotFound(session_id)
+
+    def purge_expired(self) -> int:
+        with self.session_factory.begin() as s:
+            return s.execute(delete(ChatSession).where(ChatSession.expires_at <= utcnow())).rowcount
+
+
+class ReferralRepository:
+    def __init__(self, session_factory: sessionmaker) -> None:
+        self.session_factory = session_factory
+
+    def create(self, nct_id: str, patient_text: str, contact_ref: str, actor: str,
+               session_id: str | None = None, trial_hash: str | None = None) -> ReferralRecord:
+        now = utcnow()
+        row = Referral(nct_id=nct_id, session_id=session_id, patient_text=patient_text, contact_ref=contact_ref,
+                       status="new", needs_review=False, trial_hash=trial_hash, created_at=now, updated_at=now)
+        row.events.append(ReferralEvent(at=now, actor=actor, action="created", to_status="new"))
+        with self.session_factory.begin() as s:
+            s.add(row)
+            s.flush()
+            return _referral(row, with_events=True)
+
+    def get(self, referral_id: int) -> ReferralRecord:
+        with self.session_factory() as s:
+            row = s.scalar(select(Referral).where(Referral.id == referral_id).options(selectinload(Referral.events)))
+            if row is None:
+                raise NotFound(str(referral_id))
+            return _referral(row, with_events=True)
+
+    def list(self, nct_id: str | None = None, status: str | None = None, since: dt.datetime | None = None,
+             until: dt.datetime | None = None, page: int = 1, per_page: int = 50) -> tuple[list[ReferralRecord], int]:
+        with self.session_factory() as s:
+            stmt = select(Referral)
+            if nct_id:
+                stmt = stmt.where(Referral.nct_id == nct_id)
+            if status:
+                stmt = stmt.where(Referral.status == status)
+            if since:
+                stmt = stmt.where(Referral.created_at >= since)
+            if until:
+                stmt = stmt.where(Referral.created_at < until)
+            total = s.scalar(select(func.count()).select_from(stmt.subquery())) or 0
+            rows = s.scalars(stmt.order_by(Referral.created_at.desc(), Referral.id.desc())
+                             .offset((page - 1) * per_page).limit(per_page))
+            return [_referral(r) for r in rows], total
+
+    def change_status(self, referral_id: int, status: str, actor: str, note: str | None) -> ReferralRecord:
+        """Status and audit entry in one transaction, committed before returning."""
+        with self.session_factory.begin() as s:
+            row = s.get(Referral, referral_id, with_for_update=True)
+            if row is None:
+                raise NotFound(str(referral_id))
+            now = utcnow()
+            row.events.append(ReferralEvent(at=now, actor=actor, action="status", from_status=row.status,
+                                            to_status=status, note=note))
+            row.status, row.updated_at = status, now
+            s.flush()
+        return self.get(referral_id)
+
+    def flag_changed_trials(self, changed_hashes: dict[str, str]) -> int:
+        """Mark open referrals whose trial content changed (data refresh); audit each flag."""
+        flagged = 0
+        with self.session_factory.begin() as s:
+            rows = s.scalars(select(Referral).where(Referral.nct_id.in_(list(changed_hashes)),
+                                                    Referral.status.in_(("new", "in_review", "contacted"))))
+            for row in rows:
+                if row.trial_hash != changed_hashes[row.nct_id] and not row.needs_review:
+                    row.needs_review = True
+                    row.events.append(ReferralEvent(at=utcnow(), actor="system", action="trial_changed",
+                                                    note="trial record changed; verdicts re-computed on open"))
+                    flagged += 1
+        return flagged
+
+
+def hash_key(secret: str) -> str:
+    return hashlib.sha256(secret.encode("utf-8")).hexdigest()
+
+
+class KeyRepository:
+    """API keys: ``tm_<prefix>_<secret>``; only a SHA-256 of the whole key is stored."""
+
+    def __init__(self, session_factory: sessionmaker) -> None:
+        self.session_factory = session_factory
+
+    def create(self, name: str, role: str) -> str:
+        if role not in ROLES:
+            raise ValueError(f"role must be one of {', '.join(ROLES)}")
+        prefix = secrets.token_hex(4)
+        key = f"tm_{prefix}_{secrets.token_urlsafe(32)}"
+        with self.session_factory.begin() as s:
+            s.add(ApiKey(name=name, role=role, prefix=prefix, key_hash=hash_key(key), created_at=utcnow(),
+                         revoked=False))
+        return key
+
+    def authenticate(self, key: str) -> Principal | None:
+        parts = key.split("_", 2)
+        if len(parts) != 3 or parts[0] != "tm":
+            return None
+        digest = hash_key(key)
+        with self.session_factory() as s:
+            for row in s.scalars(select(ApiKey).where(ApiKey.prefix == parts[1], ApiKey.revoked.is_(False))):
+                if hmac.compare_digest(row.key_hash, digest):
+                    return Principal(row.name, row.role)
+        return None
+
+    def revoke(self, name: str) -> None:
+        with self.session_factory.begin() as s:
+            row = s.scalar(select(ApiKey).where(ApiKey.name == name))
+            if row is None:
+                raise NotFound(name)
+            row.revoked = True
+
+    def names(self) -> Iterable[tuple[str, str, bool]]:
+        with self.session_factory() as s:
+            return [(r.name, r.role, r.revoked) for r in s.scalars(select(ApiKey).order_by(ApiKey.name))]
