@@ -1,0 +1,113 @@
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+import spacy
+
+from nlp.components.timing import extract_times, reference_year_of
+
+
+@pytest.fixture(scope="module")
+def nlp():
+    pipeline = spacy.blank("en")
+    pipeline.add_pipe("ctm_timing")
+    return pipeline
+
+
+def times(nlp, text: str) -> list[tuple[str, dict]]:
+    doc = nlp(text)
+    return [(span.text, span._.ctm_time) for span in doc.spans["ctm_time"]]
+
+
+def only(nlp, text: str) -> dict:
+    found = times(nlp, text)
+    assert len(found) == 1, (text, found)
+    return found[0][1]
+
+
+@pytest.mark.parametrize(
+    ("text", "relation", "days"),
+    [
+        ("Lupus was diagnosed 4 years ago.", "ago", 4 * 365.25),
+        ("Azathioprine stopped 5 months ago", "ago", 150.0),
+        ("Rash began three weeks ago", "ago", 21.0),
+        ("A flare a year ago", "ago", 365.25),
+        ("hospitalized last month", "ago", 30.0),
+        ("Rituximab within 9 months prior to screening", "within", 270.0),
+        ("No live vaccine within the last 8 weeks", "within", 56.0),
+        ("Any serious infection in the past 2 months", "within", 60.0),
+        ("Biologics in the 6 months before randomization", "within", 180.0),
+        ("Cancer within 5 years", "within", 5 * 365.25),
+        ("less than 3 months ago", "within", 90.0),
+        ("Washout of at least 6 weeks before enrollment", "at_least", 42.0),
+        ("Stable dose for more than 30 days", "at_least", 30.0),
+        ("≥ 12 weeks prior to Day 1", "at_least", 84.0),
+        ("on hydroxychloroquine for 7 years", "duration", 7 * 365.25),
+        ("a 15-year history of psoriasis", "duration", 15 * 365.25),
+        ("disease duration of 6 months", "duration", 180.0),
+    ],
+)
+def test_relations_and_days(nlp, text: str, relation: str, days: float) -> None:
+    found = only(nlp, text)
+    assert found["relation"] == relation
+    assert found["days"] == pytest.approx(days)
+
+
+def test_span_includes_the_anchor_event(nlp) -> None:
+    found = times(nlp, "Belimumab within 6 months prior to screening.")
+    assert found[0][0] == "within 6 months prior to screening"
+
+
+def test_vague_counts_have_no_days(nlp) -> None:
+    found = only(nlp, "Several months ago she noticed hair loss")
+    assert (found["relation"], found["days"]) == ("ago", None)
+
+
+def test_years_stay_absolute_without_a_reference(nlp) -> None:
+    found = only(nlp, "Started belimumab in 2020")
+    assert found == {"days": None, "relation": "ago", "year": 2020}
+    assert only(nlp, "On methotrexate since 2016") == {"days": None, "relation": "since", "year": 2016}
+
+
+def test_reference_date_on_the_doc(nlp) -> None:
+    doc = nlp.make_doc("Nephritis in 2019, on MMF since 2021, flare 2 years ago")
+    doc._.ctm_reference_date = dt.date(2024, 3, 1)
+    doc = nlp.get_pipe("ctm_timing")(doc)
+    found = [span._.ctm_time for span in doc.spans["ctm_time"]]
+    assert found[0] == {"days": 5 * 365.25, "relation": "ago", "year": 2019}
+    assert found[1] == {"days": 3 * 365.25, "relation": "since", "year": 2021}
+    assert found[2] == {"days": 2 * 365.25, "relation": "ago", "year": 2022}
+
+
+def test_reference_year_from_config() -> None:
+    pipeline = spacy.blank("en")
+    pipeline.add_pipe("ctm_timing", config={"reference_year": 2030})
+    doc = pipeline("diagnosed in 2020")
+    assert doc.spans["ctm_time"][0]._.ctm_time == {"days": 10 * 365.25, "relation": "ago", "year": 2020}
+
+
+def test_numbers_that_are_not_times(nlp) -> None:
+    text = "mycophenolate 2000 mg daily in 2000 patients; 24-hour urine protein; a 52-year-old"
+    assert times(nlp, text) == []
+
+
+def test_reference_year_of_accepts_several_forms() -> None:
+    assert reference_year_of(dt.date(2024, 5, 1)) == (2024, dt.date(2024, 5, 1))
+    assert reference_year_of(dt.datetime(2024, 5, 1, 12)) == (2024, dt.date(2024, 5, 1))
+    assert reference_year_of("2023-01-31") == (2023, dt.date(2023, 1, 31))
+    assert reference_year_of(2022) == (2022, None)
+    assert reference_year_of("soon") == (None, None)
+
+
+def test_extract_times_is_pure_text() -> None:
+    found = extract_times("flare 2 weeks ago")
+    assert (found[0].start, found[0].end, found[0].days, found[0].relation) == (6, 17, 14.0, "ago")
+
+
+@pytest.mark.parametrize(
+    "text", ["", " ", "⏰⏳", "3" * 10_000, "within " * 3000, "years ago " * 2000, "since " * 3000 + "2019"]
+)
+def test_garbage_input_does_not_crash(nlp, text: str) -> None:
+    for _, found in times(nlp, text):
+        assert found["relation"] in {"ago", "within", "at_least", "duration", "since"}
