@@ -136,13 +136,25 @@ def with_criteria(record: TrialRecord) -> TrialRecord:
     return replace(record, criteria=tuple(split_criteria(record.eligibility_text)))
 
 
+def study_text(record: TrialRecord) -> str:
+    """What a trial is about, for reading its conditions under study."""
+    return f"{record.title}. {'; '.join(record.conditions)}"[:2000]
+
+
+def study_concepts(parsed: ParsedCriterion) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(c for r in parsed.requirements if r.type == "condition" and r.present
+                               for c in r.concepts))
+
+
 def _attach_parsed(records: list[TrialRecord], parser: CriterionParser) -> list[TrialRecord]:
-    texts = [c.text for r in records for c in r.criteria]
-    parsed = iter(parser(texts))
+    texts = [c.text for r in records for c in r.criteria] + [study_text(r) for r in records]
+    results = list(parser(texts))
+    parsed = iter(results)
+    studies = iter(results[len(results) - len(records):])
     out = []
     for record in records:
         criteria: list[CriterionText] = [replace(c, parsed=next(parsed)) for c in record.criteria]
-        out.append(replace(record, criteria=tuple(criteria)))
+        out.append(replace(record, criteria=tuple(criteria), concepts=study_concepts(next(studies))))
     return out
 
 

@@ -114,6 +114,7 @@ class TrialRecord:
     locations: tuple[Location, ...] = ()
     eligibility_text: str = ""
     criteria: tuple[CriterionText, ...] = ()
+    concepts: tuple[str, ...] = ()  # normalized conditions under study (title + conditions)
     raw: dict[str, Any] = field(default_factory=dict, compare=False, hash=False, repr=False)
 
     def criterion_id(self, criterion: CriterionText) -> str:

@@ -79,6 +79,7 @@ def _trial_values(record: TrialRecord, digest: str) -> dict[str, Any]:
         "minimum_age_raw": record.minimum_age_raw, "maximum_age_raw": record.maximum_age_raw, "sex": record.sex,
         "healthy_volunteers": record.healthy_volunteers, "enrollment": record.enrollment,
         "last_update": record.last_update, "eligibility_text": record.eligibility_text, "content_hash": digest,
+        "concepts": list(record.concepts),
         "raw": record.raw,
     }
 
@@ -109,7 +110,8 @@ def _to_record(row: orm.Trial, with_raw: bool = False) -> TrialRecord:
                      status=loc.status, lat=loc.lat, lon=loc.lon)
             for loc in row.locations
         ),
-        eligibility_text=row.eligibility_text, criteria=criteria, raw=row.raw if with_raw else {},
+        eligibility_text=row.eligibility_text, criteria=criteria, concepts=tuple(row.concepts or ()),
+        raw=row.raw if with_raw else {},
     )
 
 

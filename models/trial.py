@@ -34,6 +34,7 @@ class Trial(Base):
     enrollment: Mapped[Optional[int]] = mapped_column(Integer)
     last_update: Mapped[Optional[dt.date]] = mapped_column(Date)
     eligibility_text: Mapped[str] = mapped_column(Text, default="")
+    concepts: Mapped[Optional[list[str]]] = mapped_column(JSON)
     content_hash: Mapped[str] = mapped_column(String(64))
     raw: Mapped[dict[str, Any]] = mapped_column(JSON, deferred=True)
     updated_at: Mapped[dt.datetime] = mapped_column(DateTime, server_default=func.now(), onupdate=func.now())

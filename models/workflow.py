@@ -179,6 +179,13 @@ class ReferralRepository:
             s.flush()
         return self.get(referral_id)
 
+    def delete(self, referral_id: int) -> None:
+        with self.session_factory.begin() as s:
+            row = s.get(Referral, referral_id)
+            if row is None:
+                raise NotFound(str(referral_id))
+            s.delete(row)
+
     def flag_changed_trials(self, changed_hashes: dict[str, str]) -> int:
         """Mark open referrals whose trial content changed (data refresh); audit each flag."""
         flagged = 0

@@ -15,7 +15,7 @@ the condition; uncertain ones ("possible lupus") give ``unknown``.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import Enum
 
 from models.domain import (
@@ -63,6 +63,8 @@ class CheckContext:
 
     kind: CriterionKind
     is_a: IsA = field(default=lambda concept, ancestor: concept == ancestor)
+    closed_world: bool = False  # "not mentioned" reads as absent (set per requirement)
+    study_concepts: frozenset[str] = frozenset()  # the trial's conditions under study
 
 
 # --------------------------------------------------------------------------- helpers
@@ -188,9 +190,27 @@ def _qualifier_ok(fact: ConditionFact, req: Requirement) -> Truth:
     return Truth.NO
 
 
+def _under_study(concept: str, ctx: CheckContext) -> bool:
+    return any(concept == s or ctx.is_a(concept, s) for s in ctx.study_concepts)
+
+
+def _condition_facts(profile: PatientProfile, req: Requirement, ctx: CheckContext) -> list[ConditionFact]:
+    """Facts that match a required concept. When looking for a reason to rule the patient out, the
+    disease under study never counts through a broad category ("any other autoimmune disease" does
+    not exclude a lupus patient from a lupus trial); only an exact mention does."""
+    out = []
+    for f in profile.conditions:
+        if f.concept in req.concepts:
+            out.append(f)
+        elif _concept_matches(f.concept, req.concepts, ctx.is_a) and not (
+                ctx.closed_world and _under_study(f.concept, ctx)):
+            out.append(f)
+    return out
+
+
 def check_condition(profile: PatientProfile, req: Requirement, ctx: CheckContext) -> Finding:
     names = _names(req)
-    facts = [f for f in profile.conditions if _concept_matches(f.concept, req.concepts, ctx.is_a)]
+    facts = _condition_facts(profile, req, ctx)
     affirmed = [f for f in facts if _condition_status(f) is Truth.YES]
     if affirmed:
         return _affirmed_condition(affirmed, req, names)
@@ -205,7 +225,7 @@ def check_condition(profile: PatientProfile, req: Requirement, ctx: CheckContext
     family = [f for f in facts if f.context.family]
     note = f" (only a family history: {_quote(family[0].span)})" if family else ""
     ev = (family[0].span,) if family else ()
-    if ctx.kind is CriterionKind.EXCLUSION and not req.modifiers and req.within_days is None:
+    if ctx.closed_world and not req.modifiers and req.within_days is None:
         return Finding(Truth.NO, f"no mention of {names}{note}", ev, assumed=True)
     return Finding(Truth.UNKNOWN, f"{names}{_window_text(req)} is not mentioned{note}", ev,
                    missing=f"whether the patient has {names}{_window_text(req)}",
@@ -355,7 +375,7 @@ def check_therapy(profile: PatientProfile, req: Requirement, ctx: CheckContext) 
     negated = [f for f in facts if f.context.negated]
     if negated:
         return Finding(Truth.NO, f"{names} is negated ({_quote(negated[0].span)})", (negated[0].span,))
-    if ctx.kind is CriterionKind.EXCLUSION:
+    if ctx.closed_world:
         return Finding(Truth.NO, f"no mention of {names}", assumed=True)
     return Finding(Truth.UNKNOWN, f"no mention of {names}{_window_text(req)}",
                    missing=f"whether the patient has received {names}{_window_text(req)}",
@@ -414,6 +434,13 @@ CHECKS: dict[str, Callable[[PatientProfile, Requirement, CheckContext], Finding]
 
 
 def check_requirement(profile: PatientProfile, req: Requirement, ctx: CheckContext) -> Finding:
+    """One requirement. Closed-world reading where the criterion looks for a condition to rule the
+    patient out (an exclusion "X", an inclusion "no X"); in an exclusion a washout ("at least 6
+    months before") means treatment inside that window excludes."""
+    ctx = replace(ctx, closed_world=(ctx.kind is CriterionKind.EXCLUSION) == req.present)
+    if (ctx.kind is CriterionKind.EXCLUSION and req.type == "therapy" and req.min_days_ago is not None
+            and req.within_days is None):
+        req = replace(req, within_days=req.min_days_ago, min_days_ago=None)
     finding = CHECKS[req.type](profile, req, ctx)
     if req.present:
         return finding
@@ -477,7 +504,10 @@ def check_criterion(profile: PatientProfile, criterion: CriterionText, criterion
                                     reason=f"{quoted}: does not apply ({guard_findings[0].clause}).",
                                     evidence=_evidence(guard_findings))
     findings = [check_requirement(profile, r, ctx) for r in parsed.requirements]
-    truth, deciding = combine(findings, parsed.logic)
+    logic = parsed.logic
+    if logic == "list":  # a list of items: any one excludes; every one is required for inclusion
+        logic = "any" if criterion.kind is CriterionKind.EXCLUSION else "all"
+    truth, deciding = combine(findings, logic)
     verdict = VERDICT_OF[truth]
     clauses = "; ".join(dict.fromkeys(f.clause for f in deciding))
     reason = f"{quoted}: {_verdict_phrase(criterion.kind, verdict)} — {clauses}."

@@ -129,11 +129,20 @@ def eligibility_score(verdicts: Sequence[CriterionVerdict]) -> float:
     return points / total if total else 0.5
 
 
+def study_concepts(trial: TrialRecord) -> frozenset[str]:
+    """Conditions under study: from the title and conditions, and those the inclusion criteria require."""
+    required = (c for crit in trial.criteria if crit.kind is CriterionKind.INCLUSION and crit.parsed
+                for r in crit.parsed.requirements if r.type == "condition" and r.present for c in r.concepts)
+    return frozenset(trial.concepts).union(required)
+
+
 def evaluate_trial(profile: PatientProfile, trial: TrialRecord, relevance: float, is_a: IsA,
                    max_relevance: float = 1.0) -> TrialMatch:
     """Every verdict of one trial, its label and combined score."""
     criteria = list(trial.criteria)
-    verdicts = [check_criterion(profile, c, trial.criterion_id(c), CheckContext(c.kind, is_a)) for c in criteria]
+    study = study_concepts(trial)
+    verdicts = [check_criterion(profile, c, trial.criterion_id(c), CheckContext(c.kind, is_a, study_concepts=study))
+                for c in criteria]
     verdicts = _with_children(criteria, verdicts)
     verdicts, cohort = _apply_cohorts(criteria, verdicts)
     all_verdicts = _field_verdicts(profile, trial, is_a) + verdicts

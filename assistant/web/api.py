@@ -249,6 +249,17 @@ def update_referral(referral_id: int):  # type: ignore[no-untyped-def]
     return jsonify(_referral_dict(ref, with_events=True))
 
 
+@bp.delete("/referrals/<int:referral_id>")
+@require_role("admin")
+def delete_referral(referral_id: int):  # type: ignore[no-untyped-def]
+    """Admin: erase a referral and its patient text (the audit trail goes with it)."""
+    try:
+        runtime().referrals.delete(referral_id)
+    except NotFound:
+        raise APIError("referral_not_found", f"no referral {referral_id}", 404) from None
+    return "", 204
+
+
 @bp.get("/referral-statuses")
 def referral_statuses():  # type: ignore[no-untyped-def]
     return jsonify({"statuses": list(REFERRAL_STATUSES)})

@@ -171,7 +171,10 @@ def openapi_document() -> dict[str, Any]:
                     "responses": {"200": _json(_ref("Referral")), **_errors(401, 404)}},
             "patch": {"operationId": "updateReferral", "summary": "Coordinator: change status (audited)",
                       "security": SECURED, "parameters": [REFERRAL_PARAM], "requestBody": _body("StatusChange"),
-                      "responses": {"200": _json(_ref("Referral")), **_errors(400, 401, 404, 415)}}},
+                      "responses": {"200": _json(_ref("Referral")), **_errors(400, 401, 404, 415)}},
+            "delete": {"operationId": "deleteReferral", "summary": "Admin: erase a referral and its patient text",
+                       "security": SECURED, "parameters": [REFERRAL_PARAM],
+                       "responses": {"204": {"description": "Deleted"}, **_errors(401, 403, 404)}}},
         "/api/v1/referral-statuses": {"get": {"operationId": "referralStatuses", "summary": "Referral statuses",
                                               "responses": {"200": _json({"type": "object"})}}},
     }

@@ -1,0 +1,261 @@
+"""``ctm_timing``: time expressions in patient text and criteria.
+
+"3 years ago", "two weeks ago", "last year", "in 2019", "since 2018", "for 5 years",
+"a 10-year history", "within 6 months prior to screening", "within the last 12 weeks",
+"in the past 3 months", "at least 4 weeks before enrollment", "more than 30 days".
+
+Output: ``doc.spans["ctm_time"]`` with ``span._.ctm_time`` = {"days", "relation",
+"year"}: ``days`` is the length in days (3 months = 90, 1 year = 365.25) or None
+("several months ago"); ``relation`` is one of "ago", "within", "at_least",
+"duration", "since"; ``year`` is the calendar year when the text gives one, or
+when it can be computed from a reference date.
+
+The component never reads the clock: years become days only against
+``doc._.ctm_reference_date`` (a date, datetime, int year or "YYYY-MM-DD") or,
+failing that, the ``reference_year`` config value; otherwise ``days`` stays None
+for "in 2019" and the year is kept as written.
+"""
+# No ``from __future__ import annotations``: spaCy evaluates the factory annotations.
+import datetime as dt
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from spacy.language import Language
+from spacy.tokens import Doc, Span
+
+__all__ = [
+    "SPANS_KEY",
+    "TimeMention",
+    "TimingRecognizer",
+    "extract_times",
+    "make_timing",
+    "reference_year_of",
+]
+
+SPANS_KEY = "ctm_time"
+
+_WORD_NUMBERS = {
+    "a": 1, "an": 1, "one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7,
+    "eight": 8, "nine": 9, "ten": 10, "eleven": 11, "twelve": 12, "thirteen": 13, "fourteen": 14,
+    "fifteen": 15, "sixteen": 16, "seventeen": 17, "eighteen": 18, "nineteen": 19, "twenty": 20,
+    "thirty": 30, "forty": 40, "fifty": 50, "sixty": 60, "couple": 2, "acouple": 2, "acoupleof": 2,
+    "coupleof": 2, "halfa": 0.5, "oneandahalf": 1.5,
+}
+_VAGUE = {"few", "afew", "several", "many", "some"}
+_UNIT_DAYS = {"y": 365.25, "mo": 30.0, "w": 7.0, "d": 1.0, "h": 1 / 24}
+_NUMW = (
+    r"(?:\d{1,4}(?:\.\d{1,2})?(?![\d.])|(?:one\s+and\s+a\s+half|half\s+an?|a\s+couple\s+of|couple\s+of"
+    r"|a\s+few|an?|one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|thirteen|fourteen"
+    r"|fifteen|sixteen|seventeen|eighteen|nineteen|twenty|thirty|forty|fifty|sixty|few|several|many|some)\b)"
+)
+_UNIT = r"(?:years?|yrs?|months?|mos?|weeks?|wks?|days?|hours?|hrs?)\b"
+_EVENT = (
+    r"(?:\s{1,3}(?:prior\s+to|before|preceding|after|following|of|from)\s+(?:the\s+)?"
+    r"(?:screening(?:\s+visit)?|enrol(?:l)?ment|randomi[sz]ation|baseline(?:\s+visit)?|study\s+entry"
+    r"|study\s+start|inclusion|first\s+dose(?:\s+of\s+(?:the\s+)?study\s+(?:drug|treatment|medication"
+    r"|intervention))?|day\s+1|visit\s+1|signing\s+(?:of\s+)?(?:the\s+)?informed\s+consent|informed\s+consent"
+    r"|consent|dosing|(?:start|initiation)\s+of\s+(?:the\s+)?study\s+(?:drug|treatment|therapy)"
+    r"|study\s+(?:drug|treatment)))?"
+)
+_MONTH = (
+    r"(?:jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|june?|july?|aug(?:ust)?|sep(?:t(?:ember)?)?"
+    r"|oct(?:ober)?|nov(?:ember)?|dec(?:ember)?)\.?"
+)
+_COUNT = r"(?:(?P<n>" + _NUMW + r")(?:\s?(?:-|–|to|or)\s?(?P<n2>" + _NUMW + r"))?[\s-]{0,2})"
+_SPAN = _COUNT + r"(?P<u>" + _UNIT + r")"  # "3 months", "two weeks", "6-month"
+_SPAN_OR_UNIT = _COUNT + r"?(?P<u>" + _UNIT + r")"  # also "year" alone: "within the past year"
+_LAST = r"(?:last|past|previous|preceding|prior)"
+_APPROX = r"(?:about|approximately|around|nearly|almost|roughly|some)"
+_LESS = (
+    r"(?:\b(?:less\s+than|fewer\s+than|under|no\s+more\s+than|not\s+more\s+than|up\s+to)\s+|[<≤]\s?|<=\s?)"
+)
+_MORE = (
+    r"(?:\b(?:at\s+least|more\s+than|greater\s+than|longer\s+than|over|a\s+minimum\s+of|minimum\s+of"
+    r"|no\s+less\s+than|not\s+less\s+than|no\s+sooner\s+than|no\s+earlier\s+than)\s+|[>≥]\s?|>=\s?)"
+)
+_YEAR = r"(?:(?:early|mid|late)[\s-]+)?(?:" + _MONTH + r"\s+(?:of\s+)?)?(?P<y>(?:19|20)\d{2})\b"
+_NOT_AMOUNT = r"(?![\s-]{0,2}(?:mg|mcg|g|ml|mL|kg|IU|units?|patients?|participants?|subjects?|cells?|%)\b)"
+_EVENT_VERB = r"(?:in|during|from|diagnosed|started|began|initiated|stopped|discontinued)"
+
+# (relation, pattern, cue); the earlier entry wins when two start at the same character.
+# A leading "(?=[...])" lets the regex engine skip positions that cannot start a match.
+# Patterns that open with a count ("3 years ago") could start almost anywhere, so they
+# only run when their cue word occurs in the text.
+_PATTERNS: tuple[tuple[str, str, str | None], ...] = (
+    ("within", r"(?=[wW])\bwithin\s+(?:the\s+)?(?:" + _LAST + r"\s+)?" + _SPAN_OR_UNIT + r"(?:\s+ago)?"
+     + _EVENT, None),
+    ("within", r"(?=[iIdDoO])\b(?:in|during|over)\s+the\s+" + _LAST + r"\s+" + _SPAN_OR_UNIT + _EVENT, None),
+    ("within", r"(?=[iI])\bin\s+the\s+" + _SPAN + r"(?=\s+(?:prior\s+to|before|preceding)\b)" + _EVENT, None),
+    ("within", r"(?=[lLfFuUnN<≤])" + _LESS + _SPAN + r"(?:\s+ago)?" + _EVENT, None),
+    ("duration", r"(?=[fF])\bfor\s+(?:the\s+)?(?:last|past)\s+" + _SPAN_OR_UNIT, None),
+    ("at_least", r"(?=[amglonAMGLON>≥])" + _MORE + _SPAN + r"(?:\s+ago)?" + _EVENT, None),
+    ("ago", r"(?:\b" + _APPROX + r"\s+)?" + _SPAN
+     + r"\s+(?:ago|earlier|previously|before\s+(?:admission|presentation|this\s+visit))\b",
+     r"\b(?:ago|earlier|previously|before)\b"),
+    ("ago", r"(?=[lLpP])\b(?:last|past|previous)\s+(?P<u>year|month|week)\b", None),
+    ("ago", r"(?=[yY])\b(?P<yesterday>yesterday)\b", None),
+    ("since", r"(?=[sS])\bsince\s+" + _YEAR, None),
+    ("ago", r"(?=[iIdDfFsSbB])\b" + _EVENT_VERB + r"\s+(?:in\s+)?" + _YEAR + _NOT_AMOUNT, None),
+    ("duration", r"(?=[fF])\bfor\s+(?:(?:" + _APPROX + r"|over)\s+)?" + _SPAN, None),
+    ("duration", _COUNT + r"(?P<u>year|month|week|day)s?[\s-]{1,2}(?:long\s+)?history\b", r"history\b"),
+    ("duration", r"(?=[dDhH])\b(?:duration|history)\s+of\s+" + _SPAN, None),
+)
+
+
+@dataclass
+class TimeMention:
+    start: int
+    end: int
+    relation: str
+    days: float | None = None
+    year: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"days": self.days, "relation": self.relation, "year": self.year}
+
+
+class _Compiled:
+    """The pattern table compiled once per process, on first use (not at import)."""
+
+    patterns: tuple[tuple[str, re.Pattern[str], re.Pattern[str] | None], ...] | None = None
+
+    @classmethod
+    def get(cls) -> tuple[tuple[str, re.Pattern[str], re.Pattern[str] | None], ...]:
+        if cls.patterns is None:
+            cls.patterns = tuple(
+                (rel, re.compile(p, re.IGNORECASE), re.compile(cue, re.IGNORECASE) if cue else None)
+                for rel, p, cue in _PATTERNS
+            )
+        return cls.patterns
+
+
+def _number(word: str | None) -> float | None:
+    """Value of "3", "two", "a", "a couple of"; None for vague words ("several")."""
+    if word is None:
+        return 1.0
+    key = re.sub(r"\s+", "", word.lower())
+    if key in _VAGUE:
+        return None
+    if key in _WORD_NUMBERS:
+        return float(_WORD_NUMBERS[key])
+    try:
+        return float(key)
+    except ValueError:
+        return None
+
+
+def _unit_days(unit: str) -> float:
+    unit = unit.lower()
+    if unit.startswith("mo"):
+        return _UNIT_DAYS["mo"]
+    return _UNIT_DAYS[unit[0]]
+
+
+def reference_year_of(value: Any) -> tuple[int | None, dt.date | None]:
+    """(year, date) from a date, datetime, int year or ISO string; (None, None) otherwise."""
+    if isinstance(value, dt.datetime):
+        return value.year, value.date()
+    if isinstance(value, dt.date):
+        return value.year, value
+    if isinstance(value, int) and 1000 <= value <= 9999:
+        return value, None
+    if isinstance(value, str):
+        try:
+            date = dt.date.fromisoformat(value[:10])
+            return date.year, date
+        except ValueError:
+            return (int(value[:4]), None) if value[:4].isdigit() else (None, None)
+    return None, None
+
+
+def _mention(
+    relation: str, match: re.Match[str], ref_year: int | None, ref_date: dt.date | None
+) -> TimeMention:
+    groups = match.groupdict()
+    mention = TimeMention(match.start(), match.end(), relation)
+    if groups.get("y"):
+        mention.year = int(groups["y"])
+        if ref_year is not None and ref_year >= mention.year:
+            mention.days = (ref_year - mention.year) * 365.25
+        return mention
+    if groups.get("yesterday"):
+        mention.days = 1.0
+    else:
+        count = _number(groups.get("n"))
+        high = _number(groups.get("n2")) if groups.get("n2") else None
+        if count is not None and high is not None:
+            count = (count + high) / 2 if relation == "ago" else max(count, high)
+        mention.days = None if count is None else count * _unit_days(groups["u"])
+    if relation == "ago" and mention.days is not None and ref_year is not None:
+        if ref_date is not None:
+            mention.year = (ref_date - dt.timedelta(days=mention.days)).year
+        else:
+            mention.year = ref_year - round(mention.days / 365.25)
+    return mention
+
+
+def extract_times(text: str, reference: Any = None) -> list[TimeMention]:
+    """Pure text -> time mentions; ``reference`` as accepted by ``reference_year_of``."""
+    ref_year, ref_date = reference_year_of(reference)
+    found: list[tuple[int, int, int, re.Match[str], str]] = []
+    for priority, (relation, regex, cue) in enumerate(_Compiled.get()):
+        if cue is not None and not cue.search(text):
+            continue
+        for match in regex.finditer(text):
+            found.append((match.start(), priority, -match.end(), match, relation))
+    found.sort(key=lambda item: item[:3])
+    out: list[TimeMention] = []
+    for start, _, _, match, relation in found:
+        if out and start < out[-1].end:
+            continue
+        out.append(_mention(relation, match, ref_year, ref_date))
+    return out
+
+
+@Language.factory(
+    "ctm_timing",
+    assigns=["doc.spans"],
+    default_config={"spans_key": SPANS_KEY, "reference_year": None, "max_chars": 50_000},
+)
+def make_timing(
+    nlp: Language, name: str, spans_key: str, reference_year: int | None, max_chars: int
+) -> "TimingRecognizer":
+    return TimingRecognizer(
+        nlp, name, spans_key=spans_key, reference_year=reference_year, max_chars=max_chars
+    )
+
+
+class TimingRecognizer:
+    """spaCy component writing ``doc.spans[spans_key]`` and ``span._.ctm_time``."""
+
+    def __init__(
+        self,
+        nlp: Language,
+        name: str = "ctm_timing",
+        *,
+        spans_key: str = SPANS_KEY,
+        reference_year: int | None = None,
+        max_chars: int = 50_000,
+    ) -> None:
+        self.name = name
+        self.spans_key = spans_key
+        self.reference_year = reference_year
+        self.max_chars = max_chars
+        _Compiled.get()
+        Span.set_extension("ctm_time", default=None, force=True)
+        Doc.set_extension("ctm_reference_date", default=None, force=True)
+
+    def __call__(self, doc: Doc) -> Doc:
+        reference = doc._.ctm_reference_date
+        if reference is None:
+            reference = self.reference_year
+        spans, seen = [], set()
+        for mention in extract_times(doc.text[: self.max_chars], reference):
+            span = doc.char_span(mention.start, mention.end, label=mention.relation, alignment_mode="expand")
+            if span is not None and (span.start, span.end) not in seen:
+                seen.add((span.start, span.end))
+                span._.ctm_time = mention.to_dict()
+                spans.append(span)
+        doc.spans[self.spans_key] = spans
+        return doc

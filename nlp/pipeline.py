@@ -1,0 +1,91 @@
+"""build_pipeline: the one place that creates the spaCy pipeline (``spacy.blank("en")`` + rule components).
+
+Order: sentences -> terminology (conditions, drugs; doc.ents) -> measurements
+-> demographics -> timing -> medspaCy ConText (negation, history, family,
+hypothetical, uncertainty over doc.ents, with its bundled rules extended by
+``data/rules/context.json``).
+"""
+from __future__ import annotations
+
+import json
+import re
+import logging
+from pathlib import Path
+from typing import Any
+
+import spacy
+from spacy.language import Language
+from spacy.tokens import Doc
+
+logger = logging.getLogger(__name__)
+
+RULES_DIR = Path(__file__).resolve().parents[1] / "data" / "rules"
+SENTENCE_END = frozenset({".", "!", "?", ";"})
+_CONTEXT_KEYS = frozenset({"literal", "category", "direction", "pattern", "max_scope", "allowed_types",
+                           "excluded_types", "terminated_by", "max_targets", "on_match", "metadata"})
+
+
+_PUNCT_RUN_RE = re.compile(r"([^\w\s])\1{7,}")
+_LONG_TOKEN_RE = re.compile(r"\S{80,}")
+
+
+def safe_text(text: str) -> str:
+    """Defuse inputs that make the tokenizer slow, keeping every character offset.
+
+    Runs of one punctuation character ("((((((") keep their first three
+    characters and become spaces after that; whitespace-free runs longer than 80
+    characters get a space every 40 characters. Offsets into the original text
+    stay valid, so evidence spans quote the user's own text.
+    """
+    text = _PUNCT_RUN_RE.sub(lambda m: m.group(0)[:3] + " " * (len(m.group(0)) - 3), text)
+    return _LONG_TOKEN_RE.sub(lambda m: "".join(c if (i + 1) % 40 else " " for i, c in enumerate(m.group(0))),
+                              text)
+
+
+@Language.component("ctm_sentences")
+def ctm_sentences(doc: Doc) -> Doc:
+    """Sentence starts after . ! ? ; and at line breaks (notes, lists, lab tables)."""
+    for i, token in enumerate(doc):
+        if i == 0:
+            token.is_sent_start = True
+            continue
+        prev = doc[i - 1]
+        token.is_sent_start = prev.text in SENTENCE_END or (prev.is_space and "\n" in prev.text)
+    return doc
+
+
+def load_context_rules(path: Path) -> list[Any]:
+    """Project ConText rules from JSON, validated like medspaCy's ConTextRule.from_dict."""
+    from medspacy.context import ConTextRule
+
+    with open(path, encoding="utf-8") as fh:
+        data = json.load(fh)
+    rules = []
+    for i, item in enumerate(data.get("context_rules", [])):
+        unknown = set(item) - _CONTEXT_KEYS
+        if unknown or "literal" not in item or "category" not in item:
+            raise ValueError(f"{path.name}: rule {i}: unknown keys {sorted(unknown)} or missing literal/category")
+        rules.append(ConTextRule.from_dict(item))
+    return rules
+
+
+def build_pipeline(lexicon: Any = None, rules_dir: Path = RULES_DIR) -> Language:
+    """A ready pipeline for patient descriptions and criterion text alike."""
+    # Importing the component modules registers their factories.
+    import medspacy  # noqa: F401  (registers medspacy_context)
+
+    from nlp.components import demographics, measurements, terminology, timing  # noqa: F401
+
+    nlp = spacy.blank("en")
+    nlp.add_pipe("ctm_sentences")
+    term = nlp.add_pipe("ctm_terminology")
+    if lexicon is not None and hasattr(term, "use_lexicon"):
+        term.use_lexicon(lexicon)
+    nlp.add_pipe("ctm_measurements")
+    nlp.add_pipe("ctm_demographics")
+    nlp.add_pipe("ctm_timing")
+    context = nlp.add_pipe("medspacy_context", config={"rules": "default"})
+    extra = rules_dir / "context.json"
+    if extra.exists():
+        context.add(load_context_rules(extra))
+    return nlp
