@@ -104,7 +104,7 @@ def predict_criteria(runtime: Any, items: Sequence[dict[str, Any]]) -> list[str]
     profiles: dict[str, Any] = {}
     texts = [str(it.get("criterion_text") or "") for it in items]
     parsed = runtime.parse_criteria(texts)
-    is_a = runtime.lexicon.is_a
+    is_a = runtime.is_a
     out = []
     for item, text, structure in zip(items, texts, parsed):
         note = NOTE_NUMBER_RE.sub("", item.get("note") or "")
@@ -185,7 +185,7 @@ def run_ranking(runtime: Any, queries: dict[str, str], qrels: dict[str, dict[str
         if qid not in qrels:
             continue
         filters = Filters(nct_ids=frozenset(qrels[qid])) if pool == "judged" else Filters()
-        result = match_profile(runtime.extract(text), index=index, repo=runtime.repo, is_a=lexicon.is_a,
+        result = match_profile(runtime.extract(text), index=index, repo=runtime.repo, is_a=runtime.is_a,
                                synonyms=lexicon.synonyms, parse=runtime.parse_criteria, filters=filters,
                                top_k=depth, candidate_depth=max(depth, int(runtime.settings["CANDIDATE_DEPTH"])),
                                check_depth=int(runtime.settings.get("EVAL_CHECK_DEPTH", depth)))

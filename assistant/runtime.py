@@ -68,6 +68,10 @@ class Runtime:
 
         return default_lexicon()
 
+    def is_a(self, concept: str, ancestor: str) -> bool:
+        """The ontology the matcher uses: curated is-a links only."""
+        return bool(self.lexicon.is_a_curated(concept, ancestor))
+
     @cached_property
     def pipeline(self):  # type: ignore[no-untyped-def]
         from nlp.pipeline import build_pipeline

@@ -113,7 +113,7 @@ def match_text(runtime: Any, text: str, *, top_k: int = 10, filters: dict[str, A
 def runtime_match(runtime: Any, profile: PatientProfile, *, filters: Filters, top_k: int,
                   asked: frozenset[str] = frozenset()) -> MatchResult:
     lexicon = runtime.lexicon
-    return match_profile(profile, index=runtime.ensure_index(), repo=runtime.repo, is_a=lexicon.is_a,
+    return match_profile(profile, index=runtime.ensure_index(), repo=runtime.repo, is_a=runtime.is_a,
                          synonyms=lexicon.synonyms, parse=runtime.parse_criteria, filters=filters, top_k=top_k,
                          candidate_depth=int(runtime.settings["CANDIDATE_DEPTH"]),
                          check_depth=int(runtime.settings.get("CHECK_DEPTH", DEFAULT_CHECK_DEPTH)), asked=asked)

@@ -37,9 +37,11 @@ IF_FEMALE_RE = re.compile(r"^\s*(?:if|for)\s+(?:a\s+)?(?:female|women|woman)\b|^
 IF_MALE_RE = re.compile(r"^\s*(?:if|for)\s+(?:a\s+)?(?:male|men|man)\b|^\s*(?:male|men) (?:patients|subjects|"
                         r"participants)?\s*(?:who|must|should|with partners)", re.IGNORECASE)
 ABSENCE_RE = re.compile(r"^\s*(?:no|not|without|absence of|never|free of|negative)\b", re.IGNORECASE)
-CONSENT_RE = re.compile(r"\b(?:informed consent|consent form|written consent|willing(?:ness)? (?:and able )?to|"
+CONSENT_RE = re.compile(r"\b(?:consent\w*|assent|voluntar\w*|willing(?:ness)? (?:and able )?to|"
                         r"able to (?:comply|understand|provide|give|sign)|sign(?:ed)? (?:the |an )?(?:informed )?"
                         r"consent|comply with (?:the )?(?:study|protocol))", re.IGNORECASE)
+REFUSAL_RE = re.compile(r"\b(?:unable|unwilling|inability|refus\w*|no|not|lack|fail\w*|unreliable|cannot|"
+                        r"can't|incapable|declin\w*|withdraw\w*)\b", re.IGNORECASE)
 HEALTHY_RE = re.compile(r"\bhealthy (?:volunteers?|subjects?|adults?|individuals?|participants?)\b", re.IGNORECASE)
 MODIFIER_RE = re.compile(r"\b(active|uncontrolled|untreated|severe|significant|clinically significant|unstable|"
                          r"symptomatic|requiring|decompensated|progressive|progressing|current)\b", re.IGNORECASE)
@@ -194,8 +196,11 @@ def _sex_req(doc: Doc, text: str) -> Requirement | None:
 def _guards(doc: Doc, text: str, ents: list[SpacySpan]) -> tuple[list[Requirement], int]:
     """Guards and the character offset where the criterion body starts."""
     guards: list[Requirement] = []
-    if IF_FEMALE_RE.search(text) or FEMALE_CUES.search(text):
+    if IF_FEMALE_RE.search(text):
         guards.append(Requirement(type="sex", span=Span(0, min(len(text), 20), text[:20]), sex="female"))
+    elif FEMALE_CUES.search(text):  # pregnancy wording: only a woman can meet or trigger it
+        guards.append(Requirement(type="sex", span=Span(0, min(len(text), 20), text[:20]), sex="female",
+                                  qualifier="implied"))
     elif IF_MALE_RE.search(text):
         guards.append(Requirement(type="sex", span=Span(0, min(len(text), 20), text[:20]), sex="male"))
     m = GUARD_RE.match(text)
@@ -257,8 +262,12 @@ def parse_doc(doc: Doc) -> ParsedCriterion:
     if drugs:
         reqs += _drug_reqs(doc, drugs, present=not (absent or all(getattr(e._, "is_negated", False)
                                                                       for e in drugs)))
+    if not reqs and any(sp._.ctm_sex == "all" for sp in doc.spans.get("ctm_sex", [])):
+        sp = next(sp for sp in doc.spans["ctm_sex"] if sp._.ctm_sex == "all")
+        reqs.append(Requirement(type="sex", span=_span(sp), sex="all"))
     if CONSENT_RE.search(text) and not reqs:
-        reqs.append(Requirement(type="consent", span=Span(0, len(text), text)))
+        reqs.append(Requirement(type="consent", span=Span(0, len(text), text),
+                                present=not REFUSAL_RE.search(text)))
     if HEALTHY_RE.search(text):
         reqs.append(Requirement(type="healthy_volunteer", span=Span(0, len(text), text)))
     reqs = _drop_qualifying_drugs(doc, reqs)

@@ -55,8 +55,9 @@ PRIORITY_CONDITION, PRIORITY_DRUG = 3, 4
 
 # --------------------------------------------------------------------------- text helpers
 
-_QUOTES = str.maketrans({"\u2019": "'", "\u2018": "'", "\u02bc": "'", "\u2032": "'", "\u201c": '"', "\u201d": '"',
-                         "\u2010": "-", "\u2011": "-", "\u2012": "-", "\u2013": "-", "\u2014": "-", "\u2212": "-",
+_QUOTES = str.maketrans({"\u2019": "'", "\u2018": "'", "\u02bc": "'", "\u2032": "'",
+                         "\u201c": '"', "\u201d": '"', "\u2010": "-", "\u2011": "-",
+                         "\u2012": "-", "\u2013": "-", "\u2014": "-", "\u2212": "-",
                          "\u00a0": " "})
 _WS = re.compile(r"\s+")
 _KEY_TOKENS = re.compile(r"\w+|[^\w\s]")
@@ -279,6 +280,9 @@ def _check_codes(value: Any, where: str) -> dict[str, str]:
 # --------------------------------------------------------------------------- the lexicon
 
 
+_LookupTables = tuple[dict[str, str], dict[str, str], dict[str, tuple[str, str]], dict[str, tuple[str, str]]]
+
+
 @dataclass(slots=True)
 class _RawCondition:
     entry: ConditionEntry
@@ -328,8 +332,8 @@ class Lexicon:
         # ---- classes: parents closure, members
         self._class_ancestors = {c: self._closure(c) for c in self._class_defs}
         generics = {raw.generic for raw in raw_drugs}
-        unresolved = {member.replace("-", " ") for spec in self._class_defs.values() for member in spec["members"]
-                      if member not in generics}
+        unresolved = {member.replace("-", " ") for spec in self._class_defs.values()
+                      for member in spec["members"] if member not in generics}
         term_owner: dict[str, str] = {}
         if unresolved:  # a member named by a synonym ("tbo-filgrastim") belongs to that drug
             for raw in raw_drugs:
@@ -359,8 +363,8 @@ class Lexicon:
                 codes=MappingProxyType(raw.codes), source=raw.source, prednisone_equivalence=raw.pe)
             drug_terms[raw.generic] = raw.terms
         self._class_entries = {
-            cls: DrugEntry(generic=cls, classes=self._expand_classes([cls]),
-                           synonyms=tuple(t for t, _ in spec["mention_terms"]), source="curated", is_class=True)
+            cls: DrugEntry(generic=cls, classes=self._expand_classes([cls]), source="curated", is_class=True,
+                           synonyms=tuple(t for t, _ in spec["mention_terms"]))
             for cls, spec in self._class_defs.items()}
         members: dict[str, set[str]] = {c: set() for c in self._class_defs}
         for generic, entry in self._drugs.items():
@@ -370,12 +374,14 @@ class Lexicon:
 
         # ---- hierarchy
         self._is_a: dict[str, tuple[str, ...]] = {}
+        self._curated_is_a: dict[str, tuple[str, ...]] = {}
         for concept, entry in self._conditions.items():
             if entry.parents:
                 self._is_a[concept] = entry.parents
         self._category_ancestors: dict[str, str] = {}
         self._read_hierarchy(hierarchy, hierarchy_where)
         self._ancestor_cache: dict[str, frozenset[str]] = {}
+        self._curated_cache: dict[tuple[str, str], bool] = {}
 
         # ---- patterns and lookup tables
         patterns: list[TermPattern] = []
@@ -393,7 +399,7 @@ class Lexicon:
                 patterns.append(TermPattern(term, cs, "drug", generic, DRUG_LABEL, prio))
         patterns.sort(key=lambda p: p.priority)  # stable: file order within a priority
         self._patterns = tuple(patterns)
-        self._lookups: tuple[dict[str, str], dict[str, str], dict[str, tuple[str, str]], dict[str, tuple[str, str]]] | None = None
+        self._lookups: _LookupTables | None = None
         self._pred_eq = MappingProxyType({g: e.prednisone_equivalence for g, e in self._drugs.items()
                                           if e.prednisone_equivalence})
         # Per-tokenizer caches owned by nlp.components.terminology (token tuples of patterns).
@@ -469,7 +475,8 @@ class Lexicon:
             raise _fail(where, f"'prednisone_equivalence' must be a positive number, got {pe!r}")
         codes = _check_codes(record.get("codes", {}), where)
         source = _check_str(record["source"], "source", where)
-        return _RawDrug(generic, terms, list(classes), codes, source, float(pe) if pe is not None else None, where)
+        pe_value = float(pe) if pe is not None else None
+        return _RawDrug(generic, terms, list(classes), codes, source, pe_value, where)
 
     def _read_hierarchy(self, data: Mapping[str, Any], where: str) -> None:
         if not isinstance(data, Mapping):
@@ -488,6 +495,7 @@ class Lexicon:
                 if not self._known(name):
                     raise _fail(w, f"unknown concept {name!r} (not a condition, drug or drug class)")
             self._is_a[concept] = tuple(dict.fromkeys(self._is_a.get(concept, ()) + tuple(parents)))
+            self._curated_is_a[concept] = tuple(parents)
         cat = data.get("category_ancestors", {})
         if not isinstance(cat, Mapping):
             raise _fail(where, "'category_ancestors' must be an object")
@@ -521,8 +529,7 @@ class Lexicon:
 
     # ------------------------------------------------------------------ public API
 
-    def _lookup_tables(self) -> tuple[dict[str, str], dict[str, str], dict[str, tuple[str, str]],
-                                       dict[str, tuple[str, str]]]:
+    def _lookup_tables(self) -> _LookupTables:
         """Term -> entry tables for lookup_*, built on first use (the matcher does not need them)."""
         if self._lookups is not None:
             return self._lookups
@@ -547,7 +554,7 @@ class Lexicon:
 
 
     def lookup_condition(self, term: str) -> ConditionEntry | None:
-        """The condition concept a surface form names ("SLE", "lupus nephritis", "Lupus Erythematosus, Systemic").
+        """The condition a surface form names ("SLE", "lupus nephritis", "Lupus Erythematosus, Systemic").
 
         Case-sensitive forms ("ALL", "MS") match only with their exact case.
         """
@@ -556,7 +563,7 @@ class Lexicon:
         return self._conditions.get(concept) if concept else None
 
     def lookup_drug(self, term: str) -> DrugEntry | None:
-        """The drug ("Rituxan" -> rituximab) or drug-class mention ("immunosuppressants") a surface form names."""
+        """The drug ("Rituxan" -> rituximab) or drug class ("immunosuppressants") a surface form names."""
         _, _, ci, cs = self._lookup_tables()
         hit = cs.get(norm_key(term, lower=False)) or ci.get(norm_key(term))
         if hit is None:
@@ -637,6 +644,42 @@ class Lexicon:
         result = frozenset(seen)
         self._ancestor_cache[concept] = result
         return result
+
+    def is_a_curated(self, concept: str, ancestor: str) -> bool:
+        """Like :meth:`is_a` but through curated links only (hierarchy.json, category roots, drug classes).
+
+        The matcher uses this: generated MeSH/ICD parents are broad (covid-19 is-a
+        pneumonia) and would exclude patients for the wrong reasons.
+        """
+        if concept == ancestor:
+            return True
+        key = (concept, ancestor)
+        cached = self._curated_cache.get(key)
+        if cached is not None:
+            return cached
+        seen: set[str] = set()
+        stack = [concept]
+        found = False
+        while stack and not found:
+            c = stack.pop()
+            nexts = list(self._curated_is_a.get(c, ()))
+            entry = self._conditions.get(c)
+            if entry is not None and self._category_ancestors.get(entry.category):
+                nexts.append(self._category_ancestors[entry.category])
+            drug = self._drugs.get(c)
+            if drug is not None:
+                nexts.extend(drug.classes)
+            for n in nexts:
+                if n == ancestor:
+                    found = True
+                    break
+                if n not in seen:
+                    seen.add(n)
+                    stack.append(n)
+        if len(self._curated_cache) > 200_000:
+            self._curated_cache.clear()
+        self._curated_cache[key] = found
+        return found
 
     def is_a(self, concept: str, ancestor: str) -> bool:
         """True when ``concept`` is ``ancestor`` or a (transitive) kind of it.
@@ -727,7 +770,8 @@ def load_lexicon(path: Path | str | None = None) -> Lexicon:
     return Lexicon(_read_jsonl(base / CONDITIONS_FILE), _read_jsonl(base / DRUGS_FILE), classes, hierarchy)
 
 
-def lexicon_from_records(conditions: Iterable[Mapping[str, Any]] = (), drugs: Iterable[Mapping[str, Any]] = (),
+def lexicon_from_records(conditions: Iterable[Mapping[str, Any]] = (),
+                         drugs: Iterable[Mapping[str, Any]] = (),
                          classes: Mapping[str, Any] | None = None,
                          hierarchy: Mapping[str, Any] | None = None) -> Lexicon:
     """A lexicon from in-memory records (same schema as the files; for tests and tools)."""

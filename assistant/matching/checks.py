@@ -14,6 +14,7 @@ the condition; uncertain ones ("possible lupus") give ``unknown``.
 """
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from enum import Enum
@@ -225,7 +226,7 @@ def check_condition(profile: PatientProfile, req: Requirement, ctx: CheckContext
     family = [f for f in facts if f.context.family]
     note = f" (only a family history: {_quote(family[0].span)})" if family else ""
     ev = (family[0].span,) if family else ()
-    if ctx.closed_world and not req.modifiers and req.within_days is None:
+    if ctx.closed_world:
         return Finding(Truth.NO, f"no mention of {names}{note}", ev, assumed=True)
     return Finding(Truth.UNKNOWN, f"{names}{_window_text(req)} is not mentioned{note}", ev,
                    missing=f"whether the patient has {names}{_window_text(req)}",
@@ -494,11 +495,14 @@ def check_criterion(profile: PatientProfile, criterion: CriterionText, criterion
     parsed = criterion.parsed
     base = dict(criterion_id=criterion_id, kind=criterion.kind, text=criterion.text, cohort=criterion.cohort)
     if parsed is None or not parsed.parsed or not parsed.requirements:
-        return CriterionVerdict(**base, verdict=Verdict.UNKNOWN,
-                                reason=f"{quoted}: could not be checked automatically; a clinician must review it.",
-                                missing="a clinician's review of this criterion")
+        return _unstructured_verdict(profile, criterion, quoted, base)
     if parsed.guards:
         guard_truth, guard_findings = combine([check_requirement(profile, g, ctx) for g in parsed.guards], "all")
+        implied_only = all(g.qualifier == "implied" for g in parsed.guards)
+        if guard_truth is Truth.NO and implied_only and criterion.kind is CriterionKind.INCLUSION:
+            return CriterionVerdict(**base, verdict=Verdict.NOT_MET,  # e.g. "pregnant women" and a man
+                                    reason=f"{quoted}: not met — {guard_findings[0].clause}.",
+                                    evidence=_evidence(guard_findings))
         if guard_truth is Truth.NO:
             return CriterionVerdict(**base, verdict=Verdict.NOT_APPLICABLE,
                                     reason=f"{quoted}: does not apply ({guard_findings[0].clause}).",
@@ -523,6 +527,45 @@ def check_criterion(profile: PatientProfile, criterion: CriterionText, criterion
         reason += " (Assumed absent because the description does not mention it.)"
     return CriterionVerdict(**base, verdict=verdict, reason=reason, evidence=_evidence(deciding),
                             missing=missing or None, question_key=key, question=question)
+
+
+GENERIC_WORDS = frozenset({
+    "patient", "patients", "subject", "subjects", "participant", "participants", "history", "known", "study",
+    "prior", "current", "currently", "disease", "diseases", "condition", "conditions", "treatment", "therapy",
+    "including", "within", "month", "months", "year", "years", "week", "weeks", "day", "days", "previous",
+    "severe", "chronic", "acute", "clinically", "significant", "other", "medical", "require", "required", "requiring",
+    "unable", "able", "willing", "must", "have", "having", "with", "without", "after", "before", "during", "period",
+    "investigator", "opinion", "protocol", "trial", "screening", "enrollment", "entry", "time", "test", "tests",
+    "evidence", "diagnosis", "diagnosed", "use", "used", "using", "receive", "received", "receiving", "taking",
+    "less", "more", "than", "greater", "least", "normal", "level", "levels", "value", "values", "per", "dose",
+    "doses", "drug", "drugs", "medication", "medications", "agent", "agents", "following", "defined", "based",
+    "which", "that", "this", "these", "those", "their", "there", "where", "would", "could", "should", "might",
+    "will", "been", "being", "also", "such", "than", "then", "from", "into", "over", "under", "only", "must",
+})
+_WORD_RE = re.compile(r"[a-z][a-z-]{3,}")
+
+
+def _content_stems(text: str) -> set[str]:
+    return {w[:5] for w in _WORD_RE.findall(text.lower()) if w not in GENERIC_WORDS}
+
+
+def _unstructured_verdict(profile: PatientProfile, criterion: CriterionText, quoted: str,
+                          base: dict) -> CriterionVerdict:
+    """Lexical fallback for a criterion the parser could not structure.
+
+    An exclusion whose content words appear nowhere in the description is read
+    as not applying (closed world, said so in the reason); anything else stays
+    unknown for a clinician to review. Never "met".
+    """
+    shared = _content_stems(criterion.text) & _content_stems(profile.text)
+    if criterion.kind is CriterionKind.EXCLUSION and profile.text and not shared:
+        return CriterionVerdict(**base, verdict=Verdict.NOT_MET,
+                                reason=f"{quoted}: exclusion does not apply — nothing in the description relates to "
+                                       f"it (not structured; compared by wording, assumed absent).")
+    why = f"the description mentions related terms ({', '.join(sorted(shared)[:4])}…)" if shared else \
+        "it could not be checked automatically"
+    return CriterionVerdict(**base, verdict=Verdict.UNKNOWN, reason=f"{quoted}: unknown — {why}; a clinician "
+                            f"must review it.", missing="a clinician's review of this criterion")
 
 
 def _evidence(findings: Iterable[Finding]) -> tuple[Span, ...]:

@@ -336,12 +336,18 @@ def _than_ages(text: str) -> list[AgeMention]:
     return out
 
 
+_BOUND_AFTER = re.compile(r"\s*(?:years?|yrs?)?\s*(?:of\s+age\s*)?(?:(?:or|and)\s+(?:older|over|above|more|"
+                          r"greater|younger|less|under)|to\s+\d|-\s*\d|\+)", re.IGNORECASE)
+
+
 def _sex_letter_ages(text: str) -> list[AgeMention]:
     out = []
     for regex in (_SEX_AGE, _AGE_SEX):
         for match in regex.finditer(text):
             if _TEMPERATURE_BEFORE.search(text, max(0, match.start() - 20), match.start()):
                 continue
+            if _BOUND_AFTER.match(text, match.end()):
+                continue  # "male or female, 18 years or older" is a criterion bound, not a patient's age
             value = float(match.group("n1"))
             if value <= 110:
                 out.append(AgeMention(match.start(), match.end(), years=value, comparator="="))

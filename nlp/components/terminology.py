@@ -5,7 +5,7 @@ A rule component in the manner of spaCy's ``span_ruler``: surface forms from
 (the ``LOWER`` attribute) for ordinary terms and case-sensitively (``ORTH``) for
 short abbreviations such as "ALL", "MS" or "LN". Matching uses a hash index of
 token tuples keyed by the first token, which is what ``PhraseMatcher`` does,
-but builds ~80k patterns in a fraction of the time ``PhraseMatcher.add`` needs
+but builds ~75k patterns in a fraction of the time ``PhraseMatcher.add`` needs
 (patterns are tokenised with the pipeline's own tokenizer, with a verified fast
 path for plain words; the prepared index is kept on the Lexicon object per
 tokenizer and in an on-disk cache keyed by a hash of the patterns, see
@@ -30,8 +30,8 @@ Span extensions (registered when the component is created):
 """
 # No ``from __future__ import annotations``: spaCy resolves the factory's type hints at runtime.
 import hashlib
-import pickle
 import os
+import pickle
 import re
 import tempfile
 from dataclasses import dataclass
@@ -44,7 +44,7 @@ from spacy.tokens import Doc, Span
 
 from nlp.lexicon import DRUG_LABEL, LABELS, Lexicon, TermPattern, default_lexicon, load_lexicon
 
-_CACHE_FORMAT = 1  # bump when the index layout or tokenize_patterns changes
+_CACHE_FORMAT = 2  # bump when the index layout or tokenize_patterns changes
 EXTENSIONS = ("ctm_concept", "ctm_code", "ctm_classes", "ctm_qualifier", "ctm_is_class")
 ENTS_POLICIES = ("longest", "overwrite", "keep")
 __all__ = ["EXTENSIONS", "LABELS", "TerminologyComponent", "make_terminology"]
@@ -53,9 +53,10 @@ _NORMALISE = str.maketrans({"\u2019": "'", "\u2018": "'", "\u02bc": "'", "\u2010
                             "\u2012": "-", "\u2013": "-", "\u2014": "-", "\u2212": "-"})
 _NEEDS_NORMALISE = re.compile("[\u2019\u2018\u02bc\u2010-\u2014\u2212]")
 _PLAIN_WORD = re.compile(r"^(?:[^\W\d_]+|\d+)$")
-# Terms the English tokenizer splits predictably: words of letters ("lupus"), digits ("19"), letters-hyphen-digits
-# ("covid-19", one token) or a possessive ("crohn's" -> "crohn", "'s"), joined by spaces, by a hyphen before a
-# letter ("b-cell" -> "b", "-", "cell") or by a slash before a letter ("r/r").
+# Terms the English tokenizer splits predictably: words of letters ("lupus"), digits ("19"),
+# letters-hyphen-digits ("covid-19", one token) or a possessive ("crohn's" -> "crohn", "'s"),
+# joined by spaces, by a hyphen before a letter ("b-cell" -> "b", "-", "cell") or by a slash
+# before a letter ("r/r").
 _WORD = r"(?:[^\W\d_]+(?:-\d+|'s(?= |$))?|\d+)"
 _SIMPLE_TERM = re.compile(rf"^{_WORD}(?:(?: |[-/](?=[^\W\d_])){_WORD})*$")
 _SIMPLE_PIECES = re.compile(r"[^\W\d_]+-\d+|[^\W\d_]+|\d+|'s|[-/]")
@@ -192,22 +193,23 @@ def cache_dir() -> Path | None:
 def _fingerprint(nlp: Language, patterns: tuple[TermPattern, ...]) -> str:
     digest = hashlib.sha256()
     digest.update(repr((_CACHE_FORMAT, spacy.__version__, _tokenizer_key(nlp))).encode())
-    digest.update("\x00".join(f"{p.term}\x01{p.case_sensitive:d}\x01{p.kind}\x01{p.key}" for p in patterns).encode())
+    text = "\x00".join(f"{p.term}\x01{p.case_sensitive:d}\x01{p.kind}\x01{p.key}" for p in patterns)
+    digest.update(text.encode())
     return digest.hexdigest()[:24]
 
 
-def _load_cached(path: Path) -> tuple[dict, dict] | None:
+def _load_cached(path: Path) -> tuple[dict, dict, dict, dict] | None:
     try:
         with open(path, "rb") as fh:
             data = pickle.load(fh)  # our own cache file, written by _save_cached
-        if isinstance(data, tuple) and len(data) == 2 and all(isinstance(d, dict) for d in data):
+        if isinstance(data, tuple) and len(data) == 4 and all(isinstance(d, dict) for d in data):
             return data
     except Exception:  # noqa: BLE001 - an unreadable cache is rebuilt
         pass
     return None
 
 
-def _save_cached(path: Path, tables: tuple[dict, dict]) -> None:
+def _save_cached(path: Path, tables: tuple[dict, dict, dict, dict]) -> None:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
@@ -242,21 +244,23 @@ def build_index(nlp: Language, lexicon: Lexicon, use_cache: bool = True) -> tupl
     path = directory / f"terminology-{_fingerprint(nlp, patterns)}.pickle" if directory else None
     tables = _load_cached(path) if path is not None and path.exists() else None
     if tables is not None:
-        index.ci, index.cs = tables
+        index.ci, index.cs, index.ci_len, index.cs_len = tables
     else:
-        token_tuples = tokenize_patterns(nlp, [p.term if p.case_sensitive else p.term.lower() for p in patterns])
+        terms = [p.term if p.case_sensitive else p.term.lower() for p in patterns]
+        token_tuples = tokenize_patterns(nlp, terms)
         # The tokenizer can split a lower-case form differently ("t2dm" -> "t2", "dm" but "T2DM" stays whole):
         # add the upper-case split of mixed letter/digit terms as well.
-        mixed = [i for i, p in enumerate(patterns) if not p.case_sensitive and _MIXED.search(p.term)]
+        mixed = [i for i, p in enumerate(patterns) if not p.case_sensitive and _MIXED.search(p.term)
+                 and len(token_tuples[i]) != len(p.term.split())]  # only where a word was split
         upper = tokenize_patterns(nlp, [patterns[i].term.upper() for i in mixed])
         for p, tokens in zip(patterns, token_tuples):
             index.add(tokens, target_ids[(p.kind, p.key)], p.case_sensitive)
         for i, tokens in zip(mixed, upper):
             p = patterns[i]
             index.add(tuple(t.lower() for t in tokens), target_ids[(p.kind, p.key)], False)
+        index.freeze()
         if path is not None:
-            _save_cached(path, (index.ci, index.cs))
-    index.freeze()
+            _save_cached(path, (index.ci, index.cs, index.ci_len, index.cs_len))
     result = (index, targets)
     lexicon.matcher_cache[key] = result
     return result
@@ -289,22 +293,24 @@ _NYHA_NAME = r"(?:NYHA|New York Heart Association)(?:\s*\(NYHA\))?"
 _NYHA_EXPR = re.compile(
     rf"(?:class\s*{_NYHA_RANGE}\s*{_NYHA_NAME}|{_NYHA_NAME}\s*(?:functional\s+)?(?:class(?:ification)?\s*)?"
     rf"(?:of\s+)?{_NYHA_RANGE}\b)", re.IGNORECASE)
-_NYHA_SELF_AFTER = re.compile(rf"^\s*(?:\(NYHA\)\s*)?(?:functional\s+)?(?:class(?:ification)?\s*)?{_NYHA_RANGE}\b",
-                              re.IGNORECASE)
+_NYHA_SELF_AFTER = re.compile(
+    rf"^\s*(?:\(NYHA\)\s*)?(?:functional\s+)?(?:class(?:ification)?\s*)?{_NYHA_RANGE}\b", re.IGNORECASE)
 _CLASS_TAIL = re.compile(rf"\bclass\s*{_NYHA_RANGE}\s*$", re.IGNORECASE)
 _STAGE_VALUE = r"((?:IV|III|II|I|0|[1-5])(?:[abcABC]\d?)?)"
 _STAGE_AFTER = re.compile(rf"^[\s,(\[]*(?:stage|st\.)\s*{_STAGE_VALUE}\b", re.IGNORECASE)
 _STAGE_BEFORE = re.compile(rf"\bstage\s*{_STAGE_VALUE}(?:\s*[-/]\s*{_STAGE_VALUE})?\s+(?:[\w-]+\s+){{0,3}}$",
                            re.IGNORECASE)
 _CKD_SELF = re.compile(r"\bckd\s*-?\s*([1-5][ab]?)(?:d)?\b", re.IGNORECASE)
-_CKD_AFTER = re.compile(r"^[\s,(\[]*(?:stage\s*|g)?([1-5][ab]?)\b(?!\s*(?:%|mg|g/|years?|months?|weeks?|days?))",
-                        re.IGNORECASE)
+_CKD_AFTER = re.compile(
+    r"^[\s,(\[]*(?:stage\s*|g)?([1-5][ab]?)\b(?!\s*(?:%|mg|g/|years?|months?|weeks?|days?))", re.IGNORECASE)
 _HER2 = re.compile(r"\bHER-?2(?:/neu)?\s*(?:status\s*)?[-:]?\s*(?:(positive|pos\b|\+|\(\+\)|3\+|amplified|"
                    r"overexpress\w*)|(negative|neg\b|-|\(-\)|0\b|non-?amplified)|(low|1\+|2\+|ultra-?low))",
                    re.IGNORECASE)
 _HR = re.compile(r"\b(HR|ER|PR|PgR|hormone[- ]receptor|estrogen[- ]receptor|oestrogen[- ]receptor|"
                  r"progesterone[- ]receptor)\s*[-:]?\s*(positive|negative|pos\b|neg\b|\+|-|\(\+\)|\(-\))",
                  re.IGNORECASE)
+_RECEPTOR_NAMES = {"HORMONE RECEPTOR": "HR", "ESTROGEN RECEPTOR": "ER", "OESTROGEN RECEPTOR": "ER",
+                   "PROGESTERONE RECEPTOR": "PR", "PGR": "PR"}
 _SENTENCE_BREAK = re.compile(r"[.;\n](?=\s|$)")
 
 
@@ -388,9 +394,7 @@ def read_qualifier(kinds: tuple[str, ...], text: str, start: int, end: int) -> s
             parts = []
             for m in _HR.finditer(around):
                 name = m.group(1).upper()
-                name = {"HORMONE-RECEPTOR": "HR", "HORMONE RECEPTOR": "HR", "ESTROGEN RECEPTOR": "ER",
-                        "ESTROGEN-RECEPTOR": "ER", "OESTROGEN RECEPTOR": "ER", "OESTROGEN-RECEPTOR": "ER",
-                        "PROGESTERONE RECEPTOR": "PR", "PROGESTERONE-RECEPTOR": "PR", "PGR": "PR"}.get(name, name)
+                name = _RECEPTOR_NAMES.get(name.replace("-", " "), name)
                 sign = "+" if m.group(2).lower() in ("positive", "pos", "+", "(+)") else "-"
                 if name + sign not in parts:
                     parts.append(name + sign)

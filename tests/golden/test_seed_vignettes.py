@@ -41,7 +41,7 @@ def test_seed_vignette(case, seed_runtime):
     rt = seed_runtime
     trial: TrialRecord = rt.repo.get(case["trial"])
     profile = rt.extract(case["text"])
-    match = evaluate_trial(profile, trial, 1.0, rt.lexicon.is_a)
+    match = evaluate_trial(profile, trial, 1.0, rt.is_a)
     details = {v.text[:60]: (v.verdict.value, v.reason) for v in match.criteria}
     assert match.label.value in case["expect_label"], details
     for needle, verdict in case["expect_verdicts"].items():
