@@ -300,6 +300,7 @@ class CriterionVerdict:
     cohort: str | None = None
     question_key: str | None = None  # groups unknowns that one answer resolves, e.g. "lab:upcr"
     question: str | None = None
+    assumed: bool = False  # decided by the closed-world reading ("not mentioned, assumed absent/normal")
 
 
 @dataclass(frozen=True, slots=True)

@@ -58,6 +58,9 @@ ANCHOR_RE = re.compile(r"(?:prior to|before|after|of|since)\s+(?:the\s+)?(?:firs
                        re.IGNORECASE)
 DURATION_RE = re.compile(r"\b(?:for|lasting|of)\s+(?:a\s+(?:minimum|period)\s+of\s+)?$|\bstable\b[^.;]{0,25}$",
                          re.IGNORECASE)
+CONJUNCTIVE_RE = re.compile(r"^\W*(?:\w+\s+){0,2}(?:affected by|with|due to|secondary to|caused by|associated "
+                            r"with|complicated by|in combination with|in the setting of)\s+(?:\w+\s+){0,2}$",
+                            re.IGNORECASE)
 LIST_RE = re.compile(r";|,\s")
 QUALIFYING_RE = re.compile(r"\b(?:requir\w*|treated with|treatment with|managed with|controlled (?:with|by)|despite|"
                            r"on|needing)\s+(?:\w+\s+){0,3}$", re.IGNORECASE)
@@ -218,6 +221,20 @@ def _guards(doc: Doc, text: str, ents: list[SpacySpan]) -> tuple[list[Requiremen
     return guards, body_start
 
 
+def _conjunctive_clusters(doc: Doc, ents: list[SpacySpan]) -> list[list[SpacySpan]]:
+    """Split conditions joined by 'affected by', 'with', 'due to' (all needed) from plain lists (alternatives)."""
+    if not ents:
+        return []
+    clusters: list[list[SpacySpan]] = [[ents[0]]]
+    for prev, ent in zip(ents, ents[1:]):
+        between = doc.text[prev.end_char:ent.start_char]
+        if CONJUNCTIVE_RE.match(between) and "," not in between and " or " not in between:
+            clusters.append([ent])
+        else:
+            clusters[-1].append(ent)
+    return clusters
+
+
 def _drop_qualifying_drugs(doc: Doc, reqs: list[Requirement]) -> list[Requirement]:
     """'asthma requiring daily oral steroids': the drug qualifies the condition, it is not an alternative."""
     if not any(r.type == "condition" for r in reqs):
@@ -255,8 +272,8 @@ def parse_doc(doc: Doc) -> ParsedCriterion:
     if conditions:
         negated = [e for e in conditions if _negated(e, text[body_start:])]
         affirmed = [e for e in conditions if e not in negated]
-        if affirmed:
-            reqs.append(_condition_req(doc, affirmed, True))
+        for cluster in _conjunctive_clusters(doc, affirmed):
+            reqs.append(_condition_req(doc, cluster, True))
         if negated:
             reqs.append(_condition_req(doc, negated, False))
     if drugs:

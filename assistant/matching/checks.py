@@ -66,6 +66,7 @@ class CheckContext:
     is_a: IsA = field(default=lambda concept, ancestor: concept == ancestor)
     closed_world: bool = False  # "not mentioned" reads as absent (set per requirement)
     study_concepts: frozenset[str] = frozenset()  # the trial's conditions under study
+    absence_is_phrasing: bool = False  # exclusion worded "No X"/"Must not ...": X is what excludes
 
 
 # --------------------------------------------------------------------------- helpers
@@ -287,6 +288,10 @@ def check_lab(profile: PatientProfile, req: Requirement, ctx: CheckContext) -> F
     if not facts:
         if negated and req.qualifier == "positive":
             return Finding(Truth.NO, f"{label} is negative ({_quote(negated[0].span)})", (negated[0].span,))
+        if ctx.closed_world:  # an abnormal value would have been reported; still worth asking
+            return Finding(Truth.NO, f"no {label} value is given; assumed not {wanted}", assumed=True,
+                           missing=f"the most recent {label}", key=f"lab:{req.lab}",
+                           question=f"What was the most recent {_lab_title(req.lab)}?")
         return Finding(Truth.UNKNOWN, f"no {label} value is given (criterion: {wanted})",
                        missing=f"the most recent {label}", key=f"lab:{req.lab}",
                        question=f"What was the most recent {_lab_title(req.lab)}?")
@@ -438,6 +443,9 @@ def check_requirement(profile: PatientProfile, req: Requirement, ctx: CheckConte
     """One requirement. Closed-world reading where the criterion looks for a condition to rule the
     patient out (an exclusion "X", an inclusion "no X"); in an exclusion a washout ("at least 6
     months before") means treatment inside that window excludes."""
+    if (ctx.kind is CriterionKind.EXCLUSION and not req.present and ctx.absence_is_phrasing
+            and req.type in ("condition", "therapy", "lab")):
+        req = replace(req, present=True)  # "Exclusion: no evidence of X" is read as "X excludes"
     ctx = replace(ctx, closed_world=(ctx.kind is CriterionKind.EXCLUSION) == req.present)
     if (ctx.kind is CriterionKind.EXCLUSION and req.type == "therapy" and req.min_days_ago is not None
             and req.within_days is None):
@@ -507,28 +515,65 @@ def check_criterion(profile: PatientProfile, criterion: CriterionText, criterion
             return CriterionVerdict(**base, verdict=Verdict.NOT_APPLICABLE,
                                     reason=f"{quoted}: does not apply ({guard_findings[0].clause}).",
                                     evidence=_evidence(guard_findings))
-    findings = [check_requirement(profile, r, ctx) for r in parsed.requirements]
+    if criterion.kind is CriterionKind.EXCLUSION and NEGATIVE_PHRASING_RE.match(criterion.text):
+        ctx = replace(ctx, absence_is_phrasing=True)
+    requirements = parsed.requirements
+    if criterion.kind is CriterionKind.EXCLUSION and all(r.type == "sex" for r in requirements):
+        # "Women planning to deliver elsewhere": the sex says whom it is about; the rest is unstructured
+        pop = [check_requirement(profile, r, ctx) for r in requirements]
+        if _and([f.truth for f in pop]) is Truth.NO:
+            return CriterionVerdict(**base, verdict=Verdict.NOT_APPLICABLE, evidence=_evidence(pop),
+                                    reason=f"{quoted}: does not apply to this patient ({pop[0].clause}).")
+        return _unstructured_verdict(profile, criterion, quoted, base, ignore=[r.span for r in requirements])
+    if criterion.kind is CriterionKind.EXCLUSION:
+        population = [r for r in requirements if r.type in ("age", "sex")]
+        clinical = [r for r in requirements if r.type not in ("age", "sex")]
+        if population and clinical:  # "Women over 50 with X": age/sex say whom the exclusion is about
+            pop = [check_requirement(profile, r, ctx) for r in population]
+            if _and([f.truth for f in pop]) is Truth.NO:
+                return CriterionVerdict(**base, verdict=Verdict.NOT_APPLICABLE, evidence=_evidence(pop),
+                                        reason=f"{quoted}: does not apply to this patient "
+                                               f"({'; '.join(f.clause for f in pop if f.truth is Truth.NO)}).")
+            requirements = tuple(clinical)
+    findings = [check_requirement(profile, r, ctx) for r in requirements]
     logic = parsed.logic
     if logic == "list":  # a list of items: any one excludes; every one is required for inclusion
         logic = "any" if criterion.kind is CriterionKind.EXCLUSION else "all"
     truth, deciding = combine(findings, logic)
+    if (truth is Truth.YES and criterion.kind is CriterionKind.INCLUSION and all(f.assumed for f in deciding)
+            and not STATED_ABSENCE_RE.match(criterion.text)):
+        # silence establishes an inclusion only when the whole criterion is an absence ("No prior X",
+        # "Not pregnant"), not when an absence is buried in a longer requirement
+        truth = Truth.UNKNOWN
+        findings = [replace(f, truth=Truth.UNKNOWN, assumed=False,
+                            missing=f.missing or f"confirmation of: {f.clause}") for f in findings]
+        deciding = findings
     verdict = VERDICT_OF[truth]
     clauses = "; ".join(dict.fromkeys(f.clause for f in deciding))
     reason = f"{quoted}: {_verdict_phrase(criterion.kind, verdict)} — {clauses}."
     missing = None
     key = question = None
+    assumed = truth is not Truth.UNKNOWN and any(f.assumed for f in deciding)
+    if assumed:  # a closed-world decision is still worth confirming
+        asked = next((f for f in deciding if f.assumed and f.key), None)
+        key, question = (asked.key, asked.question) if asked else (None, None)
     if truth is Truth.UNKNOWN:
         unknown = [f for f in findings if f.truth is Truth.UNKNOWN]
         missing = "; ".join(dict.fromkeys(f.missing for f in unknown if f.missing))
         reason += f" Missing: {missing}." if missing else ""
         asked = next((f for f in unknown if f.key), None)
         key, question = (asked.key, asked.question) if asked else (None, None)
-    elif any(f.assumed for f in deciding):
+    elif assumed:
         reason += " (Assumed absent because the description does not mention it.)"
     return CriterionVerdict(**base, verdict=verdict, reason=reason, evidence=_evidence(deciding),
-                            missing=missing or None, question_key=key, question=question)
+                            missing=missing or None, question_key=key, question=question, assumed=assumed)
 
 
+NEGATIVE_PHRASING_RE = re.compile(r"^\W*(?:no|not|must not|should not|may not|never|negative|free of)\b",
+                                  re.IGNORECASE)
+STATED_ABSENCE_RE = re.compile(r"^\W*(?:(?:patients?|subjects?|participants?|women|men|they|are|is|have|has|"
+                               r"had|must|should|will|be|been|currently)\s+)*(?:no|not|never|non|without|free of|"
+                               r"negative|absence of)\b", re.IGNORECASE)
 GENERIC_WORDS = frozenset({
     "patient", "patients", "subject", "subjects", "participant", "participants", "history", "known", "study",
     "prior", "current", "currently", "disease", "diseases", "condition", "conditions", "treatment", "therapy",
@@ -550,16 +595,19 @@ def _content_stems(text: str) -> set[str]:
 
 
 def _unstructured_verdict(profile: PatientProfile, criterion: CriterionText, quoted: str,
-                          base: dict) -> CriterionVerdict:
+                          base: dict, ignore: Sequence[Span] = ()) -> CriterionVerdict:
     """Lexical fallback for a criterion the parser could not structure.
 
     An exclusion whose content words appear nowhere in the description is read
     as not applying (closed world, said so in the reason); anything else stays
     unknown for a clinician to review. Never "met".
     """
-    shared = _content_stems(criterion.text) & _content_stems(profile.text)
+    text = criterion.text
+    for span in ignore:
+        text = text.replace(span.text, " ")
+    shared = _content_stems(text) & _content_stems(profile.text) - {"woman", "women", "femal", "male", "girls"}
     if criterion.kind is CriterionKind.EXCLUSION and profile.text and not shared:
-        return CriterionVerdict(**base, verdict=Verdict.NOT_MET,
+        return CriterionVerdict(**base, verdict=Verdict.NOT_MET, assumed=True,
                                 reason=f"{quoted}: exclusion does not apply — nothing in the description relates to "
                                        f"it (not structured; compared by wording, assumed absent).")
     why = f"the description mentions related terms ({', '.join(sorted(shared)[:4])}…)" if shared else \

@@ -13,19 +13,21 @@ from dataclasses import replace
 from models.domain import Question, TrialLabel, TrialMatch, Verdict
 
 MAX_QUESTIONS = 3
+ASSUMED_WEIGHT = 0.25
 
 
 def trial_questions(match: TrialMatch, limit: int = MAX_QUESTIONS) -> tuple[Question, ...]:
     grouped: dict[str, Question] = {}
     for v in match.criteria:
-        if v.verdict is not Verdict.UNKNOWN or not v.question_key or not v.question:
+        if not v.question_key or not v.question or not (v.verdict is Verdict.UNKNOWN or v.assumed):
             continue
+        weight = 1.0 if v.verdict is Verdict.UNKNOWN else ASSUMED_WEIGHT  # confirming an assumption counts less
         q = grouped.get(v.question_key)
         if q is None:
-            grouped[v.question_key] = Question(v.question_key, v.question, (v.criterion_id,), (match.nct_id,), 1.0)
+            grouped[v.question_key] = Question(v.question_key, v.question, (v.criterion_id,), (match.nct_id,), weight)
         else:
             grouped[v.question_key] = replace(q, criterion_ids=q.criterion_ids + (v.criterion_id,),
-                                              weight=q.weight + 1.0)
+                                              weight=q.weight + weight)
     ranked = sorted(grouped.values(), key=lambda q: (-q.weight, q.key))
     return tuple(ranked[:limit])
 
@@ -35,7 +37,7 @@ def choose_questions(matches: Sequence[TrialMatch], limit: int = MAX_QUESTIONS,
     """The few questions whose answers would settle the most criteria of the top trials."""
     pooled: dict[str, Question] = {}
     for rank, match in enumerate(matches):
-        if match.label is not TrialLabel.POSSIBLY_ELIGIBLE:
+        if match.label is TrialLabel.INELIGIBLE:
             continue
         for q in trial_questions(match, limit=100):
             if q.key in asked:

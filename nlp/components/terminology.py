@@ -500,12 +500,25 @@ class TerminologyComponent:
             ext = span._
             ext.ctm_concept = t.concept
             ext.ctm_code = t.code
-            ext.ctm_classes = t.classes
+            ext.ctm_classes = self._nested_classes(span, t.classes) if t.is_class and len(span) > 1 else t.classes
             ext.ctm_is_class = t.is_class
             if self.qualifiers and t.qualifiers:
                 ext.ctm_qualifier = read_qualifier(t.qualifiers, text, span.start_char, span.end_char)
         doc.ents = sorted(selected, key=lambda s: s.start)
         return doc
+
+    def _nested_classes(self, span: Span, classes: tuple[str, ...]) -> tuple[str, ...]:
+        """A compound class mention carries the classes named inside it ("CD19 CAR-T" -> anti_cd19 + car_t)."""
+        out = list(classes)
+        words = [tok.text for tok in span]
+        for i in range(len(words)):
+            for j in range(i + 1, min(len(words), i + 5) + 1):
+                if (i, j) == (0, len(words)):
+                    continue
+                entry = self.lexicon.lookup_drug(span[i:j].text)
+                if entry is not None and entry.is_class:
+                    out.extend(c for c in entry.classes if c not in out)
+        return tuple(out)
 
     def _merge(self, existing: list[Span], new: list[Span]) -> list[Span]:
         if not existing:

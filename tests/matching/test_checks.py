@@ -106,7 +106,10 @@ def test_lab_threshold_with_unit_conversion():
                                        normalized_value=60.0, normalized_unit="10^9/L"),))
     f = check_requirement(low, r, EXC)
     assert f.truth is Truth.YES and f.evidence[0].text == "platelets 60,000/mm3"
-    missing = check_requirement(PatientProfile(), r, EXC)
+    # exclusion: an abnormal value would have been reported (closed world), but it is still worth asking
+    assumed = check_requirement(PatientProfile(), r, EXC)
+    assert assumed.truth is Truth.NO and assumed.assumed and assumed.key == "lab:platelets"
+    missing = check_requirement(PatientProfile(), r, INC)
     assert missing.truth is Truth.UNKNOWN and missing.key == "lab:platelets"
 
 

@@ -222,9 +222,10 @@ def test_measurement_to_lab_fact(nlp) -> None:
     assert fact.normalized_value == 50.0
 
 
-def test_lab_fact_is_none_for_qualitative(nlp) -> None:
+def test_qualitative_lab_fact_has_polarity_and_no_value(nlp) -> None:
     doc = nlp("ANA positive")
-    assert measurement_to_lab_fact(doc.spans["ctm_measurements"][0]) is None
+    fact = measurement_to_lab_fact(doc.spans["ctm_measurements"][0])
+    assert fact is not None and (fact.name, fact.value, fact.polarity) == ("ana", None, "positive")
 
 
 def test_spans_sharing_text_keep_their_own_values(nlp) -> None:
