@@ -17,6 +17,8 @@ What cannot be structured stays text with ``parsed=False`` (the matcher says
 """
 from __future__ import annotations
 
+import multiprocessing
+import os
 import re
 from dataclasses import replace
 from collections.abc import Sequence
@@ -295,10 +297,37 @@ def parse_doc(doc: Doc) -> ParsedCriterion:
                            guards=tuple(guards))
 
 
-def parse_criteria(nlp: Language, texts: Sequence[str], batch_size: int = 256) -> list[ParsedCriterion]:
-    """Parse many criterion texts in one pass (texts longer than 5,000 characters are truncated)."""
+_WORKER_NLP: Language | None = None  # set in the parent before forking workers
+
+
+def _parse_chunk(texts: list[str]) -> list[ParsedCriterion]:
+    assert _WORKER_NLP is not None
+    return _parse_serial(_WORKER_NLP, texts)
+
+
+def _parse_serial(nlp: Language, texts: Sequence[str], batch_size: int = 256) -> list[ParsedCriterion]:
     from nlp.pipeline import safe_text
 
-    texts = [t[:5000] for t in texts]
     return [replace(parse_doc(doc), text=t)
             for doc, t in zip(nlp.pipe((safe_text(t) for t in texts), batch_size=batch_size), texts)]
+
+
+def parse_criteria(nlp: Language, texts: Sequence[str], processes: int | None = None) -> list[ParsedCriterion]:
+    """Parse many criterion texts (each truncated to 5,000 characters).
+
+    Large batches (bulk ingestion) are spread over forked worker processes that
+    share the already-built pipeline; results come back in input order.
+    """
+    global _WORKER_NLP
+    texts = [t[:5000] for t in texts]
+    processes = processes if processes is not None else min(os.cpu_count() or 1, 4)
+    if processes < 2 or len(texts) < 4000 or multiprocessing.current_process().daemon:
+        return _parse_serial(nlp, texts)
+    size = max(500, len(texts) // (processes * 4))
+    chunks = [list(texts[i:i + size]) for i in range(0, len(texts), size)]
+    _WORKER_NLP = nlp
+    try:
+        with multiprocessing.get_context("fork").Pool(processes) as pool:
+            return [p for chunk in pool.map(_parse_chunk, chunks) for p in chunk]
+    finally:
+        _WORKER_NLP = None
