@@ -28,7 +28,33 @@ NER_LABEL_MAP = {"chronic_disease": "condition", "cancer": "condition", "treatme
                  "lower_bound": "lower_bound", "upper_bound": "upper_bound", "age": "age", "gender": "gender",
                  "pregnancy": "pregnancy"}
 NUMBER_TOKEN = "@NUMBER"
-NUMBER_STANDIN = "0000030"  # same length as @NUMBER, so gold offsets stay valid
+NUMBER_STANDIN = "30"  # a plausible number (age, lab value, duration) in place of the masked one
+
+
+def unmask_numbers(text: str) -> tuple[str, list[int]]:
+    """Text with @NUMBER replaced by a real number, and the map from new offsets to original offsets."""
+    out: list[str] = []
+    index: list[int] = []
+    i = 0
+    while i < len(text):
+        if text.startswith(NUMBER_TOKEN, i):
+            out.append(NUMBER_STANDIN)
+            index.extend([i] * len(NUMBER_STANDIN))
+            i += len(NUMBER_TOKEN)
+        else:
+            out.append(text[i])
+            index.append(i)
+            i += 1
+    index.append(len(text))
+    return "".join(out), index
+
+
+def _to_original(start: int, end: int, index: list[int], original: str) -> tuple[int, int]:
+    o_start = index[start]
+    o_end = index[end - 1] + 1 if end > start else o_start
+    if original.startswith(NUMBER_TOKEN, index[end - 1]) and end > start:
+        o_end = index[end - 1] + len(NUMBER_TOKEN)
+    return o_start, o_end
 
 
 def read_ner_file(path: Path) -> list[tuple[str, list[tuple[int, int, str]]]]:
@@ -58,14 +84,17 @@ def _prf(tp_pred: int, n_pred: int, tp_gold: int, n_gold: int) -> dict[str, floa
 def evaluate_ner(nlp: Any, rows: Sequence[tuple[str, list[tuple[int, int, str]]]]) -> dict[str, Any]:
     from nlp.slots import extract_slots
 
-    texts = [text.replace(NUMBER_TOKEN, NUMBER_STANDIN) for text, _ in rows]
+    unmasked = [unmask_numbers(text) for text, _ in rows]
     counts: dict[str, Counter] = defaultdict(Counter)
     unmapped: Counter = Counter()
-    for doc, (_, gold_all) in zip(nlp.pipe(texts, batch_size=256), rows):
+    for doc, (text, index), (original, gold_all) in zip(nlp.pipe((t for t, _ in unmasked), batch_size=256),
+                                                         unmasked, rows):
         gold = [(s, e, NER_LABEL_MAP[l]) for s, e, l in gold_all if l in NER_LABEL_MAP]
         ignored = [(s, e) for s, e, l in gold_all if l not in NER_LABEL_MAP]
         unmapped.update(l for _, _, l in gold_all if l not in NER_LABEL_MAP)
-        preds = [p for p in set(extract_slots(doc))
+        mapped = {p._replace(start=a, end=b) for p in extract_slots(doc)
+                  for a, b in [_to_original(p.start, p.end, index, original)]}
+        preds = [p for p in mapped
                  if not any(p.start < e and s < p.end for s, e in ignored)
                  or any(p.start < e and s < p.end and l == p.label for s, e, l in gold)]
         for label in {l for *_, l in gold} | {p.label for p in preds}:

@@ -30,6 +30,7 @@ from models.repository import TrialRepository
 logger = logging.getLogger(__name__)
 
 DEFAULT_CHECK_DEPTH = 60
+CONCEPT_WEIGHT = 0.3  # normalized conditions + synonyms, relative to the raw text (measured on dev sets)
 
 
 def build_query(profile: PatientProfile, synonyms: Callable[[str], Iterable[str]]) -> list[tuple[str, float]]:
@@ -48,7 +49,7 @@ def build_query(profile: PatientProfile, synonyms: Callable[[str], Iterable[str]
     therapies = [t.name for t in profile.therapies if not t.context.negated]
     parts = [(profile.text, 1.0)]
     if concepts:
-        parts.append((" ; ".join(dict.fromkeys(concepts)), 1.0))
+        parts.append((" ; ".join(dict.fromkeys(concepts)), CONCEPT_WEIGHT))
     if therapies:
         parts.append((" ; ".join(dict.fromkeys(therapies)), 0.25))
     return parts

@@ -136,6 +136,13 @@ def _drug_reqs(doc: Doc, drugs: list[SpacySpan], present: bool) -> list[Requirem
                                     min_count=count))
         else:
             plain.append(ent)
+    counts = [r for r in reqs if r.type == "therapy_count"]
+    for outer, inner in zip(counts, counts[1:]):
+        between = doc.text[outer.span.end:inner.span.start]
+        if re.search(r"\b(?:including|incl\.?|of which|at least one of which)\b", between, re.IGNORECASE):
+            # ">= 2 immunosuppressants (including >= 1 biologic)": the biologic is one of the two
+            merged = replace(outer, classes=tuple(dict.fromkeys(outer.classes + inner.classes)))
+            reqs[reqs.index(outer)] = merged
     if plain:
         concepts = tuple(dict.fromkeys(e._.ctm_concept for e in plain if not e._.ctm_is_class and e._.ctm_concept))
         classes = tuple(dict.fromkeys(e._.ctm_concept for e in plain if e._.ctm_is_class and e._.ctm_concept))

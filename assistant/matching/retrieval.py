@@ -53,13 +53,16 @@ def trial_fields(trial: TrialRecord) -> dict[str, str]:
 class TfidfRanker(BaseEstimator):
     def __init__(self, ngram_range: tuple[int, int] = (1, 2), min_df: int = 2, max_df: float = 0.5,
                  sublinear_tf: bool = True, field_weights: dict[str, float] | None = None,
-                 max_features: int | None = 500_000) -> None:
+                 max_features: int | None = 500_000, feedback_docs: int = 5,
+                 feedback_weight: float = 0.3) -> None:
         self.ngram_range = ngram_range
         self.min_df = min_df
         self.max_df = max_df
         self.sublinear_tf = sublinear_tf
         self.field_weights = field_weights
         self.max_features = max_features
+        self.feedback_docs = feedback_docs
+        self.feedback_weight = feedback_weight
 
     def _weights(self) -> dict[str, float]:
         return dict(self.field_weights or DEFAULT_FIELD_WEIGHTS)
@@ -90,8 +93,7 @@ class TfidfRanker(BaseEstimator):
         logger.info("retriever fitted on %d trials, %d terms", n_docs, len(self.vectorizer_.vocabulary_))
         return self
 
-    def score_all(self, query: str | Sequence[tuple[str, float]]) -> np.ndarray:
-        """Relevance of every fitted trial for ``query`` (text, or weighted text parts)."""
+    def _query_vector(self, query: str | Sequence[tuple[str, float]]):  # type: ignore[no-untyped-def]
         parts = [(query, 1.0)] if isinstance(query, str) else list(query)
         q = None
         for text, weight in parts:
@@ -99,13 +101,36 @@ class TfidfRanker(BaseEstimator):
                 continue
             vec = normalize(self.vectorizer_.transform([text])) * weight
             q = vec if q is None else q + vec
-        if q is None or q.nnz == 0:
-            return np.zeros(len(self.trial_ids_), dtype=np.float32)
-        q = normalize(q).T.tocsc()
+        return q
+
+    def _scores(self, q) -> np.ndarray:  # type: ignore[no-untyped-def]
+        qt = normalize(q).T.tocsc()
         total = np.zeros(len(self.trial_ids_), dtype=np.float32)
         for name, weight in self._weights().items():
-            total += weight * np.asarray((self.matrices_[name] @ q).todense()).ravel()
+            total += weight * np.asarray((self.matrices_[name] @ qt).todense()).ravel()
         return total
+
+    def score_all(self, query: str | Sequence[tuple[str, float]]) -> np.ndarray:
+        """Relevance of every fitted trial for ``query`` (text, or weighted text parts).
+
+        With ``feedback_docs`` > 0, Rocchio pseudo-relevance feedback adds the
+        centroid of the top documents to the query and scores again.
+        """
+        q = self._query_vector(query)
+        if q is None or q.nnz == 0:
+            return np.zeros(len(self.trial_ids_), dtype=np.float32)
+        scores = self._scores(q)
+        n = min(self.feedback_docs, len(scores))
+        if n > 0 and scores.max() > 0:
+            top = np.argpartition(-scores, n - 1)[:n]
+            centroid = None
+            for name, weight in self._weights().items():
+                part = self.matrices_[name][top].sum(axis=0) * weight
+                centroid = part if centroid is None else centroid + part
+            centroid = sparse.csr_matrix(centroid)
+            q = normalize(q) + self.feedback_weight * normalize(centroid)
+            scores = self._scores(q)
+        return scores
 
     def search(self, query: str | Sequence[tuple[str, float]], k: int = 300,
                mask: np.ndarray | None = None) -> Hits:
