@@ -44,6 +44,19 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     return 0 if report.processed else 1
 
 
+def cmd_db(args: argparse.Namespace) -> int:
+    from models.db import make_engine
+    from models.migrate import current_revision, head_revision, upgrade
+
+    settings = _runtime(args).settings
+    engine = make_engine(settings["DATABASE_URL"])
+    if args.action == "upgrade":
+        upgrade(engine, args.revision)
+    print(f"schema revision: {current_revision(engine)} (latest: {head_revision()})")
+    engine.dispose()
+    return 0
+
+
 def cmd_trials(args: argparse.Namespace) -> int:
     from models.repository import TrialNotFound
 
@@ -155,6 +168,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("init-db", help="create the schema and load the bundled trials if empty")
     p.add_argument("--empty", action="store_true", help="create the schema only")
     p.set_defaults(func=cmd_init_db)
+
+    p = sub.add_parser("db", help="schema migrations (Alembic)")
+    dsub = p.add_subparsers(dest="action", required=True)
+    d = dsub.add_parser("upgrade", help="upgrade the schema (default: to the latest revision)")
+    d.add_argument("revision", nargs="?", default="head")
+    dsub.add_parser("current", help="show the schema revision")
+    p.set_defaults(func=cmd_db)
 
     p = sub.add_parser("ingest", help="upsert ClinicalTrials.gov API v2 study JSON (file, folder, JSONL, zip)")
     p.add_argument("paths", nargs="+", help="files or folders")

@@ -54,9 +54,7 @@ def make_session_factory(engine: Engine) -> sessionmaker:
 
 
 def create_schema(engine: Engine) -> None:
-    """Create every table that does not exist yet (idempotent)."""
-    import models.referral  # noqa: F401  (register ORM classes)
-    import models.session  # noqa: F401
-    import models.trial  # noqa: F401
+    """Bring the schema to the latest migration (an empty database gets every table)."""
+    from models.migrate import upgrade
 
-    Base.metadata.create_all(engine)
+    upgrade(engine)

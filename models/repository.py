@@ -115,6 +115,17 @@ def _to_record(row: orm.Trial, with_raw: bool = False) -> TrialRecord:
     )
 
 
+def _snapshot(session: Session) -> None:
+    """One consistent snapshot for a multi-statement read (trial + criteria + locations).
+
+    PostgreSQL's default READ COMMITTED would let a concurrent ingest commit
+    between the statements of one read; REPEATABLE READ pins the snapshot.
+    SQLite's read transactions are already snapshots (WAL).
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
+
+
 class TrialRepository:
     """Trial storage behind a session factory (one transaction per call)."""
 
@@ -226,6 +237,7 @@ class TrialRepository:
 
     def get(self, nct_id: str, with_raw: bool = False) -> TrialRecord:
         with self.session_factory() as session:
+            _snapshot(session)
             stmt = select(orm.Trial).where(orm.Trial.nct_id == nct_id).options(
                 selectinload(orm.Trial.criteria), selectinload(orm.Trial.locations))
             if with_raw:
@@ -240,6 +252,7 @@ class TrialRepository:
         if not ids:
             return {}
         with self.session_factory() as session:
+            _snapshot(session)
             rows = session.scalars(
                 select(orm.Trial).where(orm.Trial.nct_id.in_(ids)).options(
                     selectinload(orm.Trial.criteria), selectinload(orm.Trial.locations))
@@ -251,6 +264,7 @@ class TrialRepository:
         last = ""
         while True:
             with self.session_factory() as session:
+                _snapshot(session)
                 rows = list(session.scalars(
                     select(orm.Trial).where(orm.Trial.nct_id > last).order_by(orm.Trial.nct_id)
                     .limit(batch_size).options(selectinload(orm.Trial.criteria),
@@ -265,6 +279,7 @@ class TrialRepository:
     def list(self, q: str | None = None, condition: str | None = None, statuses: Iterable[str] = (),
              page: int = 1, per_page: int = 20) -> TrialPage:
         with self.session_factory() as session:
+            _snapshot(session)
             stmt = select(orm.Trial)
             if q:
                 like = f"%{q.lower()}%"

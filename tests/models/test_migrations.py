@@ -1,0 +1,43 @@
+"""Alembic migrations: from an empty database and from the previous release's schema (0001)."""
+from __future__ import annotations
+
+from sqlalchemy import inspect, text
+
+from models.db import make_engine
+from models.migrate import current_revision, head_revision, upgrade
+
+
+def test_upgrade_from_empty_creates_every_table(database_url):
+    engine = make_engine(database_url)
+    upgrade(engine)
+    assert current_revision(engine) == head_revision()
+    tables = set(inspect(engine).get_table_names())
+    assert {"trial", "criterion", "location", "chat_session", "referral", "referral_event", "api_key",
+            "corpus_meta"} <= tables
+    upgrade(engine)  # idempotent
+    engine.dispose()
+
+
+def test_upgrade_from_previous_release_keeps_data(database_url):
+    engine = make_engine(database_url)
+    upgrade(engine, "0001")
+    assert "concepts" not in {c["name"] for c in inspect(engine).get_columns("trial")}
+    with engine.begin() as conn:
+        conn.execute(text(
+            "INSERT INTO trial (nct_id, title, conditions, keywords, interventions, phases, eligibility_text, "
+            "content_hash, raw, updated_at) VALUES ('NCT00000001', 'Old trial', '[]', '[]', '[]', '[]', '', 'x', "
+            "'{}', CURRENT_TIMESTAMP)"))
+    upgrade(engine)
+    assert current_revision(engine) == head_revision()
+    assert "concepts" in {c["name"] for c in inspect(engine).get_columns("trial")}
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT title FROM trial WHERE nct_id = 'NCT00000001'")).scalar() == "Old trial"
+    engine.dispose()
+
+
+def test_cli_db_upgrade(tmp_path, capsys):
+    from assistant.cli import main
+
+    url = f"sqlite:///{tmp_path / 'cli.sqlite3'}"
+    assert main(["--database-url", url, "db", "upgrade"]) == 0
+    assert f"schema revision: {head_revision()}" in capsys.readouterr().out
