@@ -41,3 +41,16 @@ def test_cli_db_upgrade(tmp_path, capsys):
     url = f"sqlite:///{tmp_path / 'cli.sqlite3'}"
     assert main(["--database-url", url, "db", "upgrade"]) == 0
     assert f"schema revision: {head_revision()}" in capsys.readouterr().out
+
+
+def test_unversioned_database_from_before_migrations_is_adopted(database_url):
+    from models.db import Base
+
+    engine = make_engine(database_url)
+    upgrade(engine, "0001")
+    with engine.begin() as conn:
+        conn.execute(text("DROP TABLE alembic_version"))  # as create_all() left it, before Alembic
+    upgrade(engine)
+    assert current_revision(engine) == head_revision()
+    assert set(Base.metadata.tables) <= set(inspect(engine).get_table_names())
+    engine.dispose()
