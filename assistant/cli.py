@@ -41,6 +41,10 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     for position, reason in report.rejected:
         print(f"rejected {position}: {reason}", file=sys.stderr)
     print(report.summary())
+    if report.counts.changed_hashes:
+        flagged = rt.referrals.flag_changed_trials(report.counts.changed_hashes)
+        if flagged:
+            print(f"{flagged} open referral(s) flagged for review: their trial changed")
     return 0 if report.processed else 1
 
 

@@ -6,7 +6,7 @@ import hashlib
 import json
 import logging
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Iterable, Iterator, NamedTuple
 
 from sqlalchemy import Text, cast, delete, func, insert, or_, select, update
@@ -37,11 +37,13 @@ class UpsertCounts:
     added: int = 0
     updated: int = 0
     unchanged: int = 0
+    changed_hashes: dict[str, str] = field(default_factory=dict)  # updated trial -> its new content hash
 
     def __iadd__(self, other: "UpsertCounts") -> "UpsertCounts":
         self.added += other.added
         self.updated += other.updated
         self.unchanged += other.unchanged
+        self.changed_hashes.update(other.changed_hashes)
         return self
 
 
@@ -189,6 +191,7 @@ class TrialRepository:
                 session.execute(insert(orm.Location), loc_rows)
             counts.added += len(new)
             counts.updated += len(changed)
+            counts.changed_hashes.update({r.nct_id: content_hash(r.raw) for _, r in changed})
             if written:
                 self._bump_version(session)
         return counts

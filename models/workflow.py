@@ -176,6 +176,7 @@ class ReferralRepository:
             row.events.append(ReferralEvent(at=now, actor=actor, action="status", from_status=row.status,
                                             to_status=status, note=note))
             row.status, row.updated_at = status, now
+            row.needs_review = False  # a coordinator has looked at it since the trial changed
             s.flush()
         return self.get(referral_id)
 
