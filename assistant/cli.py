@@ -36,8 +36,13 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
     rt = _runtime(args)
     parser = None if args.no_parse else rt.criterion_parser()
+    was_empty = rt.repo.count() == 0
     report = ingest_paths([Path(p) for p in args.paths], rt.repo, parser=parser,
                           batch_size=args.batch_size, progress=not args.quiet)
+    if was_empty and parser is not None:
+        from nlp.pipeline import pipeline_fingerprint
+
+        rt.repo.set_meta("parser_version", pipeline_fingerprint())
     for position, reason in report.rejected:
         print(f"rejected {position}: {reason}", file=sys.stderr)
     print(report.summary())

@@ -118,13 +118,42 @@ class Runtime:
         self._index = index
         return index
 
+    def ensure_parsed_current(self) -> int:
+        """Re-parse stored criteria when they were parsed by another version of the pipeline."""
+        from assistant.ingest import study_concepts, study_text
+        from models.domain import TrialRecord, parsed_to_dict
+        from nlp.pipeline import pipeline_fingerprint
+
+        fingerprint = pipeline_fingerprint()
+        if self.repo.get_meta("parser_version") == fingerprint:
+            return 0
+        n = 0
+        for batch in self.repo.criterion_batches():
+            parsed = self.parse_criteria([text for _, text in batch])
+            self.repo.set_parsed({cid: parsed_to_dict(p) for (cid, _), p in zip(batch, parsed)})
+            n += len(batch)
+        studies = self.repo.study_texts()
+        texts = [study_text(TrialRecord(nct_id=nct, title=title, conditions=tuple(conds)))
+                 for nct, title, conds in studies]
+        concepts = {nct: list(study_concepts(p)) for (nct, _, _), p in zip(studies, self.parse_criteria(texts))}
+        if concepts:
+            self.repo.set_concepts(concepts)
+        self.repo.set_meta("parser_version", fingerprint)
+        logger.info("re-parsed %d stored criteria for pipeline version %s", n, fingerprint)
+        return n
+
     def ensure_trials(self, progress: bool = False) -> None:
         """Load the bundled trials into an empty database (first start)."""
         if self.repo.count() > 0 or not self.settings.get("AUTOLOAD_BUNDLED", True):
+            if self.repo.count() > 0:
+                self.ensure_parsed_current()
             return
         from assistant.ingest import ingest_paths
 
         logger.info("empty database: loading the bundled trials")
+        from nlp.pipeline import pipeline_fingerprint
+
         report = ingest_paths(bundled_paths(Path(self.settings["DATA_DIR"])), self.repo,
                               parser=self.criterion_parser(), progress=progress)
+        self.repo.set_meta("parser_version", pipeline_fingerprint())
         logger.info("bundled trials loaded: %s", report.summary())

@@ -213,6 +213,43 @@ class TrialRepository:
         with self.session_factory.begin() as session:
             session.execute(orm.Criterion.__table__.update().values(parsed=None))
 
+    def get_meta(self, key: str) -> str | None:
+        with self.session_factory() as session:
+            row = session.get(orm.CorpusMeta, key)
+            return row.value if row else None
+
+    def set_meta(self, key: str, value: str) -> None:
+        with self.session_factory.begin() as session:
+            row = session.get(orm.CorpusMeta, key)
+            if row is None:
+                session.add(orm.CorpusMeta(key=key, value=value))
+            else:
+                row.value = value
+
+    def criterion_batches(self, size: int = 20_000) -> Iterator[list[tuple[int, str]]]:
+        """(criterion id, text) of every stored criterion, in batches."""
+        last = 0
+        while True:
+            with self.session_factory() as session:
+                rows = list(session.execute(select(orm.Criterion.id, orm.Criterion.text)
+                                            .where(orm.Criterion.id > last).order_by(orm.Criterion.id).limit(size)))
+            if not rows:
+                return
+            last = rows[-1].id
+            yield [(r.id, r.text) for r in rows]
+
+    def study_texts(self) -> list[tuple[str, str, list[str]]]:
+        with self.session_factory() as session:
+            return [(r.nct_id, r.title, list(r.conditions or ())) for r in session.execute(
+                select(orm.Trial.nct_id, orm.Trial.title, orm.Trial.conditions))]
+
+    def set_concepts(self, concepts: dict[str, list[str]]) -> None:
+        with self.session_factory.begin() as session:
+            session.execute(update(orm.Trial), [
+                {"id": tid, "concepts": concepts[nct]} for tid, nct in session.execute(
+                    select(orm.Trial.id, orm.Trial.nct_id).where(orm.Trial.nct_id.in_(list(concepts))))])
+            self._bump_version(session)
+
     def _bump_version(self, session: Session) -> None:
         meta = session.get(orm.CorpusMeta, CORPUS_VERSION_KEY)
         stamp = uuid.uuid4().hex

@@ -123,3 +123,17 @@ def test_full_shared_corpus_loads(repo):
     path = shared_path("trials", "studies.jsonl")
     report = ingest_paths([path], repo, batch_size=1000)
     assert report.counts.added == 3748 and not report.rejected
+
+
+def test_stale_parses_are_redone_after_a_pipeline_upgrade(runtime, tmp_path, nlp):
+    runtime.__dict__["pipeline"] = nlp
+    seed = next(s for s in fixture_studies()
+                if s["protocolSection"]["identificationModule"]["nctId"] == "NCT06557265")
+    ingest_paths([_write_jsonl(tmp_path / "s.jsonl", [seed])], runtime.repo)  # stored without parses
+    assert all(c.parsed is None for c in runtime.repo.get("NCT06557265").criteria)
+    runtime.repo.set_meta("parser_version", "an-older-version")
+    assert runtime.ensure_parsed_current() > 20
+    trial = runtime.repo.get("NCT06557265")
+    assert all(c.parsed is not None for c in trial.criteria)
+    assert trial.concepts  # conditions under study read from the title
+    assert runtime.ensure_parsed_current() == 0  # current now: nothing to do
