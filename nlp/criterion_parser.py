@@ -46,7 +46,8 @@ REFUSAL_RE = re.compile(r"\b(?:unable|unwilling|inability|refus\w*|no|not|lack|f
                         r"can't|incapable|declin\w*|withdraw\w*)\b", re.IGNORECASE)
 HEALTHY_RE = re.compile(r"\bhealthy (?:volunteers?|subjects?|adults?|individuals?|participants?)\b", re.IGNORECASE)
 MODIFIER_RE = re.compile(r"\b(active|uncontrolled|untreated|severe|significant|clinically significant|unstable|"
-                         r"symptomatic|requiring|decompensated|progressive|progressing|current)\b", re.IGNORECASE)
+                         r"symptomatic|requiring|decompensated|progressive|progressing|current|other|another|"
+                         r"additional|second|concomitant|overlapping)\b", re.IGNORECASE)
 COUNT_RE = re.compile(r"(?:(?:≥|>=|>|at least|a minimum of|minimum of|more than)\s*)?\b(\d+|one|two|three|four|five)"
                       r"\s+(?:or more\s+)?(?:prior\s+|previous\s+|different\s+|standard\s+|lines? of\s+|courses? of\s+)*",
                       re.IGNORECASE)
@@ -93,6 +94,7 @@ def _modifiers(doc: Doc, ent: SpacySpan) -> tuple[str, ...]:
     before = doc.text[max(0, ent.start_char - 30):ent.start_char]
     after = doc.text[ent.end_char:ent.end_char + 25]
     found = [m.group(1).lower() for m in MODIFIER_RE.finditer(before)]
+    found = ["other" if f in ("another", "additional", "second", "concomitant", "overlapping") else f for f in found]
     found += [m.group(1).lower() for m in MODIFIER_RE.finditer(after) if m.group(1).lower() == "requiring"]
     return tuple(dict.fromkeys(found))
 

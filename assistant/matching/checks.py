@@ -201,7 +201,10 @@ def _condition_facts(profile: PatientProfile, req: Requirement, ctx: CheckContex
     disease under study never counts through a broad category ("any other autoimmune disease" does
     not exclude a lupus patient from a lupus trial); only an exact mention does."""
     out = []
+    other = "other" in req.modifiers  # "no OTHER malignancy": the disease under study does not count
     for f in profile.conditions:
+        if other and (_under_study(f.concept, ctx) or any(ctx.is_a(s, f.concept) for s in ctx.study_concepts)):
+            continue
         if f.concept in req.concepts:
             out.append(f)
         elif _concept_matches(f.concept, req.concepts, ctx.is_a) and not (
@@ -255,9 +258,10 @@ def _affirmed_condition(facts: Sequence[ConditionFact], req: Requirement, names:
             missing = missing or f"when {names} was diagnosed"
         elif when is Truth.NO:
             clause = f"{names} ({_quote(fact.span)}) falls outside{_window_text(req)}"
-        if req.modifiers and truth is Truth.YES and fact.context.historical:
-            truth, missing = Truth.UNKNOWN, f"whether {names} is currently {' '.join(req.modifiers)}"
-            clause += f", but only as history; the criterion asks for {' '.join(req.modifiers)} disease"
+        activity = [m for m in req.modifiers if m != "other"]
+        if activity and truth is Truth.YES and fact.context.historical:
+            truth, missing = Truth.UNKNOWN, f"whether {names} is currently {' '.join(activity)}"
+            clause += f", but only as history; the criterion asks for {' '.join(activity)} disease"
         finding = Finding(truth, clause, (fact.span,), missing, key=f"condition:{_key(req)}" if missing else None,
                           question=f"Can you give {missing}?" if missing else None)
         if best is None or _rank(truth) > _rank(best.truth):
@@ -507,7 +511,9 @@ def check_criterion(profile: PatientProfile, criterion: CriterionText, criterion
     if parsed.guards:
         guard_truth, guard_findings = combine([check_requirement(profile, g, ctx) for g in parsed.guards], "all")
         implied_only = all(g.qualifier == "implied" for g in parsed.guards)
-        if guard_truth is Truth.NO and implied_only and criterion.kind is CriterionKind.INCLUSION:
+        requires_presence = any(r.present for r in parsed.requirements if r.type == "condition")
+        if (guard_truth is Truth.NO and implied_only and criterion.kind is CriterionKind.INCLUSION
+                and requires_presence):
             return CriterionVerdict(**base, verdict=Verdict.NOT_MET,  # e.g. "pregnant women" and a man
                                     reason=f"{quoted}: not met — {guard_findings[0].clause}.",
                                     evidence=_evidence(guard_findings))
@@ -515,7 +521,11 @@ def check_criterion(profile: PatientProfile, criterion: CriterionText, criterion
             return CriterionVerdict(**base, verdict=Verdict.NOT_APPLICABLE,
                                     reason=f"{quoted}: does not apply ({guard_findings[0].clause}).",
                                     evidence=_evidence(guard_findings))
-    if criterion.kind is CriterionKind.EXCLUSION and NEGATIVE_PHRASING_RE.match(criterion.text):
+    negative = NEGATIVE_PHRASING_RE.match(criterion.text)
+    absent = [r for r in parsed.requirements if not r.present]
+    if criterion.kind is CriterionKind.EXCLUSION and negative and absent and all(
+            LEAD_IN_RE.match(criterion.text[negative.end():r.span.start]) for r in absent):
+        # "No evidence of X" listed as an exclusion means X excludes; "No complications of X" does not
         ctx = replace(ctx, absence_is_phrasing=True)
     requirements = parsed.requirements
     if criterion.kind is CriterionKind.EXCLUSION and all(r.type == "sex" for r in requirements):
@@ -571,6 +581,8 @@ def check_criterion(profile: PatientProfile, criterion: CriterionText, criterion
 
 NEGATIVE_PHRASING_RE = re.compile(r"^\W*(?:no|not|must not|should not|may not|never|negative|free of)\b",
                                   re.IGNORECASE)
+LEAD_IN_RE = re.compile(r"^\s*(?:(?:evidence|history|signs?|symptoms?|diagnosis) of\s+|(?:known|active|current|"
+                        r"acute|prior|significant|clinically|severe|have|has|had|received|any)\s+)*$", re.IGNORECASE)
 STATED_ABSENCE_RE = re.compile(r"^\W*(?:(?:patients?|subjects?|participants?|women|men|they|are|is|have|has|"
                                r"had|must|should|will|be|been|currently)\s+)*(?:no|not|never|non|without|free of|"
                                r"negative|absence of)\b", re.IGNORECASE)
