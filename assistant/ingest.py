@@ -17,6 +17,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from sqlalchemy.exc import SQLAlchemyError
+
 from models.ctgov import InvalidRecord, parse_study
 from models.domain import CriterionText, ParsedCriterion, TrialRecord
 from models.repository import TrialRepository, UpsertCounts
@@ -79,6 +81,9 @@ def _read_lines(lines: Iterable[bytes], name: str) -> Iterator[RawItem]:
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             yield RawItem(position, None, f"invalid JSON ({exc.msg if hasattr(exc, 'msg') else exc})")
             continue
+        except RecursionError:
+            yield RawItem(position, None, "invalid JSON (nested too deeply)")
+            continue
         yield from _items_from_document(doc, position)
 
 
@@ -88,6 +93,9 @@ def _read_blob(data: bytes, name: str) -> Iterator[RawItem]:
         doc = json.loads(data)
     except json.JSONDecodeError:
         yield from _read_lines(data.splitlines(), name)
+        return
+    except RecursionError:
+        yield RawItem(name, None, "invalid JSON (nested too deeply)")
         return
     except UnicodeDecodeError as exc:
         yield RawItem(name, None, f"not UTF-8 text ({exc.reason})")
@@ -164,6 +172,7 @@ def ingest(items: Iterable[RawItem], repo: TrialRepository, *, parser: Criterion
     report = IngestReport()
     started = time.perf_counter()
     batch: dict[str, TrialRecord] = {}
+    positions: dict[str, str] = {}
     bar = None
     if progress:
         from tqdm import tqdm
@@ -178,8 +187,19 @@ def ingest(items: Iterable[RawItem], repo: TrialRepository, *, parser: Criterion
         report.counts.unchanged += len(batch) - len(todo)
         if parser is not None and todo:
             todo = _attach_parsed(todo, parser)
-        report.counts += repo.upsert(todo)
+        try:
+            report.counts += repo.upsert(todo)
+        except SQLAlchemyError:
+            # the database refused the batch (it rolled back as a whole): store record by record so
+            # one bad record is rejected with its reason and the others still land
+            for record in todo:
+                try:
+                    report.counts += repo.upsert([record])
+                except SQLAlchemyError as exc:
+                    cause = getattr(exc, "orig", None) or exc
+                    report.rejected.append((positions[record.nct_id], f"database refused it ({type(cause).__name__})"))
         batch.clear()
+        positions.clear()
 
     for item in items:
         if bar is not None:
@@ -192,9 +212,13 @@ def ingest(items: Iterable[RawItem], repo: TrialRepository, *, parser: Criterion
         except InvalidRecord as exc:
             report.rejected.append((item.position, str(exc)))
             continue
+        except (ValueError, TypeError, OverflowError, RecursionError) as exc:  # a shape parse_study missed
+            report.rejected.append((item.position, f"unreadable record ({type(exc).__name__})"))
+            continue
         if record.nct_id in batch:  # duplicate inside one batch: the later one wins at flush
             flush()
         batch[record.nct_id] = record
+        positions[record.nct_id] = item.position
         if len(batch) >= batch_size:
             flush()
     flush()

@@ -2,16 +2,22 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
+import math
 import re
 from typing import Any
 
 from models.domain import Intervention, Location, TrialRecord
 
-NCT_RE = re.compile(r"^NCT\d{8}$")
+NCT_RE = re.compile(r"^NCT[0-9]{8}$")
 AGE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(year|month|week|day|hour|minute)s?\s*$", re.IGNORECASE)
 AGE_UNIT_YEARS = {"year": 1.0, "month": 1 / 12, "week": 7 / 365.25, "day": 1 / 365.25,
                   "hour": 1 / 8766, "minute": 1 / 525960}
 MAX_TEXT_FIELD = 200_000  # characters; a larger eligibility or summary string is rejected
+# column sizes of the trial store: a longer value is rejected rather than truncated silently
+FIELD_LIMITS = {"overallStatus": 32, "sex": 16, "minimumAge": 64, "maximumAge": 64, "studyType": 32,
+                "city": 128, "state": 128, "country": 128, "zip": 32, "status": 32}
+MAX_INT = 2**31 - 1
 
 
 class InvalidRecord(ValueError):
@@ -33,8 +39,13 @@ def _get(obj: Any, *path: str, expect: type | tuple[type, ...] | None = None) ->
 
 def _text(obj: Any, *path: str) -> str | None:
     value = _get(obj, *path, expect=str)
-    if value is not None and len(value) > MAX_TEXT_FIELD:
-        raise InvalidRecord(f"{'.'.join(path)}: {len(value)} characters exceeds the {MAX_TEXT_FIELD} limit")
+    if value is None:
+        return None
+    limit = FIELD_LIMITS.get(path[-1], MAX_TEXT_FIELD)
+    if len(value) > limit:
+        raise InvalidRecord(f"{'.'.join(path)}: {len(value)} characters exceeds the {limit} limit")
+    if "\x00" in value:
+        raise InvalidRecord(f"{'.'.join(path)}: contains a NUL character")
     return value.strip() if value else value
 
 
@@ -66,8 +77,15 @@ def _parse_date(raw: str | None) -> dt.date | None:
     return None
 
 
-def _float(value: Any) -> float | None:
-    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+def _float(value: Any, low: float = -180.0, high: float = 180.0) -> float | None:
+    """A finite coordinate in range, else None."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    try:
+        number = float(value)
+    except OverflowError:
+        return None
+    return number if math.isfinite(number) and low <= number <= high else None
 
 
 def _locations(protocol: dict[str, Any]) -> tuple[Location, ...]:
@@ -80,7 +98,7 @@ def _locations(protocol: dict[str, Any]) -> tuple[Location, ...]:
         out.append(Location(
             facility=_text(item, "facility"), city=_text(item, "city"), state=_text(item, "state"),
             country=_text(item, "country"), zip=_text(item, "zip"), status=_text(item, "status"),
-            lat=_float(geo.get("lat")), lon=_float(geo.get("lon")),
+            lat=_float(geo.get("lat"), -90, 90), lon=_float(geo.get("lon")),
         ))
     return tuple(out)
 
@@ -114,6 +132,26 @@ def _status_module(protocol: dict[str, Any]) -> tuple[str | None, dt.date | None
     return status, _parse_date(last)
 
 
+def _enrollment(value: Any) -> int | None:
+    if value is None or isinstance(value, bool):
+        return None
+    if isinstance(value, float) and not math.isfinite(value):
+        raise InvalidRecord("designModule.enrollmentInfo.count: not a finite number")
+    if not 0 <= value <= MAX_INT:
+        raise InvalidRecord("designModule.enrollmentInfo.count: out of range")
+    return int(value)
+
+
+def _check_encodable(obj: Any) -> None:
+    """The raw record must be storable as strict JSON text (no NaN/Infinity, no lone surrogates)."""
+    try:
+        json.dumps(obj, allow_nan=False, ensure_ascii=False).encode("utf-8")
+    except ValueError as exc:
+        raise InvalidRecord(f"not storable as JSON: {str(exc)[:80]}") from None
+    except RecursionError:
+        raise InvalidRecord("nested too deeply") from None
+
+
 def parse_study(obj: Any) -> TrialRecord:
     """Validate one API v2 study object and return its :class:`TrialRecord`.
 
@@ -122,6 +160,7 @@ def parse_study(obj: Any) -> TrialRecord:
     """
     if not isinstance(obj, dict):
         raise InvalidRecord(f"expected a study object, got {type(obj).__name__}")
+    _check_encodable(obj)
     protocol = _get(obj, "protocolSection", expect=dict)
     if protocol is None:
         raise InvalidRecord("missing protocolSection")
@@ -134,7 +173,7 @@ def parse_study(obj: Any) -> TrialRecord:
         protocol, "identificationModule", "officialTitle") or nct_id
     elig = _get(protocol, "eligibilityModule", expect=dict) or {}
     status, last_update = _status_module(protocol)
-    enrollment = _get(protocol, "designModule", "enrollmentInfo", "count", expect=(int, float))
+    enrollment = _enrollment(_get(protocol, "designModule", "enrollmentInfo", "count", expect=(int, float)))
     sex = _text(elig, "sex")
     return TrialRecord(
         nct_id=nct_id,
@@ -152,9 +191,9 @@ def parse_study(obj: Any) -> TrialRecord:
         maximum_age_years=parse_age(_text(elig, "maximumAge")),
         minimum_age_raw=_text(elig, "minimumAge"),
         maximum_age_raw=_text(elig, "maximumAge"),
-        sex=sex.upper() if sex else None,
+        sex=sex.upper() if sex and sex.upper() in ("ALL", "FEMALE", "MALE") else None,
         healthy_volunteers=_healthy(elig.get("healthyVolunteers")),
-        enrollment=int(enrollment) if enrollment is not None else None,
+        enrollment=enrollment,
         last_update=last_update,
         locations=_locations(protocol),
         eligibility_text=_text(elig, "eligibilityCriteria") or "",

@@ -28,6 +28,7 @@ from spacy.tokens import Doc
 from spacy.tokens import Span as SpacySpan
 
 from models.domain import Comparator, ParsedCriterion, Requirement, Span
+from nlp.profile import doc_text
 
 FEMALE_ONLY_CONCEPTS = frozenset({"pregnancy", "breastfeeding", "lactation", "childbearing potential"})
 FEMALE_CUES = re.compile(r"\b(?:pregnan\w*|breast[- ]?feeding|lactat\w*|nursing|child[- ]?bearing|contracept\w*|"
@@ -81,7 +82,7 @@ def _window(doc: Doc, ent: SpacySpan) -> dict[str, float | None]:
     for t in doc.spans.get("ctm_time", []) if "ctm_time" in doc.spans else []:
         info = t._.ctm_time or {}
         days = info.get("days")
-        if days is None or DURATION_RE.search(doc.text[max(0, t.start_char - 40):t.start_char]):
+        if days is None or DURATION_RE.search(doc_text(doc)[max(0, t.start_char - 40):t.start_char]):
             continue  # "for at least 90 days", "stable for >= 14 days" are durations, not windows
         if info.get("relation") == "within":
             within = days if within is None else min(within, days)
@@ -91,8 +92,8 @@ def _window(doc: Doc, ent: SpacySpan) -> dict[str, float | None]:
 
 
 def _modifiers(doc: Doc, ent: SpacySpan) -> tuple[str, ...]:
-    before = doc.text[max(0, ent.start_char - 30):ent.start_char]
-    after = doc.text[ent.end_char:ent.end_char + 25]
+    before = doc_text(doc)[max(0, ent.start_char - 30):ent.start_char]
+    after = doc_text(doc)[ent.end_char:ent.end_char + 25]
     found = [m.group(1).lower() for m in MODIFIER_RE.finditer(before)]
     found = ["other" if f in ("another", "additional", "second", "concomitant", "overlapping") else f for f in found]
     found += [m.group(1).lower() for m in MODIFIER_RE.finditer(after) if m.group(1).lower() == "requiring"]
@@ -100,7 +101,7 @@ def _modifiers(doc: Doc, ent: SpacySpan) -> tuple[str, ...]:
 
 
 def _count_for(doc: Doc, ent: SpacySpan) -> int | None:
-    before = doc.text[max(0, ent.start_char - 40):ent.start_char]
+    before = doc_text(doc)[max(0, ent.start_char - 40):ent.start_char]
     match = None
     for m in COUNT_RE.finditer(before):
         if m.end() >= len(before) - 1:
@@ -119,7 +120,7 @@ def _condition_req(doc: Doc, ents: list[SpacySpan], present: bool) -> Requiremen
     main = [e for e in ents if not (e.label_ == "PROCEDURE" and "biops" in (e._.ctm_concept or e.text).lower())]
     ents = main or ents  # "biopsy-proven X", "X by renal biopsy": the biopsy is evidence, not a requirement
     first = ents[0]
-    span = Span(first.start_char, ents[-1].end_char, doc.text[first.start_char:ents[-1].end_char])
+    span = Span(first.start_char, ents[-1].end_char, doc_text(doc)[first.start_char:ents[-1].end_char])
     qualifiers = [e._.ctm_qualifier for e in ents if e._.ctm_qualifier]
     window = _window(doc, first)
     return Requirement(type="condition", span=span, present=present,
@@ -140,7 +141,7 @@ def _drug_reqs(doc: Doc, drugs: list[SpacySpan], present: bool) -> list[Requirem
             plain.append(ent)
     counts = [r for r in reqs if r.type == "therapy_count"]
     for outer, inner in zip(counts, counts[1:]):
-        between = doc.text[outer.span.end:inner.span.start]
+        between = doc_text(doc)[outer.span.end:inner.span.start]
         if re.search(r"\b(?:including|incl\.?|of which|at least one of which)\b", between, re.IGNORECASE):
             # ">= 2 immunosuppressants (including >= 1 biologic)": the biologic is one of the two
             merged = replace(outer, classes=tuple(dict.fromkeys(outer.classes + inner.classes)))
@@ -148,7 +149,7 @@ def _drug_reqs(doc: Doc, drugs: list[SpacySpan], present: bool) -> list[Requirem
     if plain:
         concepts = tuple(dict.fromkeys(e._.ctm_concept for e in plain if not e._.ctm_is_class and e._.ctm_concept))
         classes = tuple(dict.fromkeys(e._.ctm_concept for e in plain if e._.ctm_is_class and e._.ctm_concept))
-        span = Span(plain[0].start_char, plain[-1].end_char, doc.text[plain[0].start_char:plain[-1].end_char])
+        span = Span(plain[0].start_char, plain[-1].end_char, doc_text(doc)[plain[0].start_char:plain[-1].end_char])
         reqs.append(Requirement(type="therapy", span=span, present=present, concepts=concepts, classes=classes,
                                 **_window(doc, plain[0])))
     return reqs
@@ -238,7 +239,7 @@ def _conjunctive_clusters(doc: Doc, ents: list[SpacySpan]) -> list[list[SpacySpa
         return []
     clusters: list[list[SpacySpan]] = [[ents[0]]]
     for prev, ent in zip(ents, ents[1:]):
-        between = doc.text[prev.end_char:ent.start_char]
+        between = doc_text(doc)[prev.end_char:ent.start_char]
         if CONJUNCTIVE_RE.match(between) and "," not in between and " or " not in between:
             clusters.append([ent])
         else:
@@ -251,16 +252,16 @@ def _drop_qualifying_drugs(doc: Doc, reqs: list[Requirement]) -> list[Requiremen
     if not any(r.type == "condition" for r in reqs):
         return reqs
     return [r for r in reqs if not (r.type == "therapy" and QUALIFYING_RE.search(
-        doc.text[max(0, r.span.start - 30):r.span.start]))]
+        doc_text(doc)[max(0, r.span.start - 30):r.span.start]))]
 
 
 def _is_anchor(doc: Doc, ent: SpacySpan) -> bool:
     """'prior to the first dose of NKX019': the study drug as a time anchor, not a requirement."""
-    return bool(ANCHOR_RE.search(doc.text[max(0, ent.start_char - 45):ent.start_char]))
+    return bool(ANCHOR_RE.search(doc_text(doc)[max(0, ent.start_char - 45):ent.start_char]))
 
 
 def parse_doc(doc: Doc) -> ParsedCriterion:
-    text = doc.text
+    text = doc_text(doc)
     if CATCH_ALL_RE.search(text):
         return ParsedCriterion(text=text, parsed=False)  # investigator's judgement: a clinician decides
     ents = [e for e in doc.ents if not (e.label_ == "DRUG" and _is_anchor(doc, e))]

@@ -13,7 +13,9 @@ import logging
 from pathlib import Path
 from typing import Any
 
+import numpy
 import spacy
+from spacy.attrs import SENT_START
 from spacy.language import Language
 from spacy.tokens import Doc
 
@@ -25,6 +27,7 @@ _CONTEXT_KEYS = frozenset({"literal", "category", "direction", "pattern", "max_s
                            "excluded_types", "terminated_by", "max_targets", "on_match", "metadata"})
 
 
+_SURROGATE_RE = re.compile("[\ud800-\udfff]")
 _PUNCT_RUN_RE = re.compile(r"([^\w\s])\1{7,}")
 _LONG_TOKEN_RE = re.compile(r"\S{80,}")
 
@@ -37,6 +40,7 @@ def safe_text(text: str) -> str:
     characters get a space every 40 characters. Offsets into the original text
     stay valid, so evidence spans quote the user's own text.
     """
+    text = _SURROGATE_RE.sub("\ufffd", text)  # lone surrogates cannot be encoded; same length
     text = _PUNCT_RUN_RE.sub(lambda m: m.group(0)[:3] + " " * (len(m.group(0)) - 3), text)
     return _LONG_TOKEN_RE.sub(lambda m: "".join(c if (i + 1) % 40 else " " for i, c in enumerate(m.group(0))),
                               text)
@@ -44,13 +48,19 @@ def safe_text(text: str) -> str:
 
 @Language.component("ctm_sentences")
 def ctm_sentences(doc: Doc) -> Doc:
-    """Sentence starts after . ! ? ; and at line breaks (notes, lists, lab tables)."""
-    for i, token in enumerate(doc):
-        if i == 0:
-            token.is_sent_start = True
-            continue
+    """Sentence starts after . ! ? ; and at line breaks (notes, lists, lab tables).
+
+    Set in one array write: assigning ``token.is_sent_start`` token by token is quadratic.
+    """
+    if not len(doc):
+        return doc
+    starts = numpy.full((len(doc), 1), -1, dtype="int32").astype("uint64")
+    starts[0, 0] = 1
+    for i in range(1, len(doc)):
         prev = doc[i - 1]
-        token.is_sent_start = prev.text in SENTENCE_END or (prev.is_space and "\n" in prev.text)
+        if prev.text in SENTENCE_END or (prev.is_space and "\n" in prev.text):
+            starts[i, 0] = 1
+    doc.from_array([SENT_START], starts)
     return doc
 
 

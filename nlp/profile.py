@@ -80,12 +80,33 @@ def _time_spans(doc: Doc) -> list[SpacySpan]:
     return list(doc.spans["ctm_time"]) if "ctm_time" in doc.spans else []
 
 
+def doc_text(doc: Doc) -> str:
+    """``Doc.text`` joins every token on each access; read it once per doc."""
+    text = doc.user_data.get("ctm_text")
+    if text is None:
+        text = doc.user_data["ctm_text"] = doc.text
+    return text
+
+
+def _sent(ent: SpacySpan) -> SpacySpan:
+    """The sentence of a span, from a per-doc index (``Span.sent`` rescans the doc on every call)."""
+    doc = ent.doc
+    index = doc.user_data.get("ctm_sent_index")
+    if index is None:
+        index = [None] * len(doc)
+        for sent in doc.sents:
+            for i in range(sent.start, sent.end):
+                index[i] = sent
+        doc.user_data["ctm_sent_index"] = index
+    return index[ent.start] if len(doc) else ent
+
+
 def _days_ago_for(ent: SpacySpan, times: Iterable[SpacySpan]) -> float | None:
     """The 'N ago' expression nearest to the mention in its sentence."""
     best, best_dist = None, 10**9
     for t in times:
         info = t._.ctm_time or {}
-        if t.sent.start != ent.sent.start or info.get("relation") not in ("ago", "since"):
+        if _sent(t).start != _sent(ent).start or info.get("relation") not in ("ago", "since"):
             continue
         dist = ent.start - t.end if t.end <= ent.start else t.start - ent.end
         if 0 <= dist < best_dist:
@@ -94,9 +115,9 @@ def _days_ago_for(ent: SpacySpan, times: Iterable[SpacySpan]) -> float | None:
 
 
 def _response_for(ent: SpacySpan) -> str | None:
-    sent = ent.sent
-    text = sent.text
-    offset = sent.start_char
+    sent = _sent(ent)
+    offset = max(sent.start_char, ent.start_char - 300)
+    text = doc_text(ent.doc)[offset:min(sent.end_char, ent.end_char + 60)]
     for pattern, label in RESPONSE_CUES:
         for m in pattern.finditer(text):
             start = offset + m.start()
@@ -108,7 +129,7 @@ def _response_for(ent: SpacySpan) -> str | None:
 def _status_for(ent: SpacySpan, ctx: Context, dosed: bool = False) -> str:
     if ctx.hypothetical:
         return "planned"
-    before = ent.doc.text[max(ent.sent.start_char, ent.start_char - 25):ent.start_char]
+    before = doc_text(ent.doc)[max(_sent(ent).start_char, ent.start_char - 25):ent.start_char]
     if ctx.historical or re.search(r"\b(?:prior|previous(?:ly)?|past|received|had|was on|s/p|history of|treated "
                                    r"with|tried|failed)\b", before, re.IGNORECASE):
         return "prior"
@@ -118,7 +139,7 @@ def _status_for(ent: SpacySpan, ctx: Context, dosed: bool = False) -> str:
 
 
 def _dose(ent: SpacySpan) -> float | None:
-    after = ent.doc.text[ent.end_char:min(ent.sent.end_char, ent.end_char + 40)]
+    after = doc_text(ent.doc)[ent.end_char:min(_sent(ent).end_char, ent.end_char + 40)]
     m = DOSE_RE.match(after.lstrip(" :,(")) or DOSE_RE.search(after[:25])
     if not m:
         return None
@@ -129,7 +150,7 @@ def _dose(ent: SpacySpan) -> float | None:
 
 def _count_before(ent: SpacySpan) -> int | None:
     """A count governing a drug-class mention: 'three immunosuppressants', '2 prior biologics'."""
-    for tok in reversed(list(ent.doc[max(ent.sent.start, ent.start - 4):ent.start])):
+    for tok in reversed(list(ent.doc[max(_sent(ent).start, ent.start - 4):ent.start])):
         low = tok.lower_
         if low in NUMBER_WORDS:
             return NUMBER_WORDS[low]

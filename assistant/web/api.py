@@ -173,6 +173,15 @@ def post_message(session_id: str):  # type: ignore[no-untyped-def]
 # --------------------------------------------------------------------------- referrals
 
 
+MAX_ID = 2**31 - 1
+
+
+def _referral_id(referral_id: int) -> int:
+    if referral_id > MAX_ID:
+        raise APIError("referral_not_found", f"no referral {referral_id}", 404)
+    return referral_id
+
+
 def _actor() -> str:
     principal: Principal | None = getattr(g, "principal", None)
     return principal.name if principal else "widget"
@@ -218,6 +227,7 @@ def list_referrals():  # type: ignore[no-untyped-def]
 @bp.get("/referrals/<int:referral_id>")
 @require_role("coordinator")
 def get_referral(referral_id: int):  # type: ignore[no-untyped-def]
+    referral_id = _referral_id(referral_id)
     rt = runtime()
     try:
         ref = rt.referrals.get(referral_id)
@@ -241,6 +251,7 @@ def get_referral(referral_id: int):  # type: ignore[no-untyped-def]
 @bp.patch("/referrals/<int:referral_id>")
 @require_role("coordinator")
 def update_referral(referral_id: int):  # type: ignore[no-untyped-def]
+    referral_id = _referral_id(referral_id)
     body = schemas.parse_status_change(request)
     try:
         ref = runtime().referrals.change_status(referral_id, body["status"], _actor(), body["note"])
@@ -252,6 +263,7 @@ def update_referral(referral_id: int):  # type: ignore[no-untyped-def]
 @bp.delete("/referrals/<int:referral_id>")
 @require_role("admin")
 def delete_referral(referral_id: int):  # type: ignore[no-untyped-def]
+    referral_id = _referral_id(referral_id)
     """Admin: erase a referral and its patient text (the audit trail goes with it)."""
     try:
         runtime().referrals.delete(referral_id)

@@ -29,7 +29,8 @@ NCT_PARAM = {"name": "nct_id", "in": "path", "required": True,
              "schema": {"type": "string", "pattern": "^NCT[0-9]{8}$"}}
 SESSION_PARAM = {"name": "session_id", "in": "path", "required": True,
                  "schema": {"type": "string", "pattern": "^[A-Za-z0-9_-]{20,64}$"}}
-REFERRAL_PARAM = {"name": "referral_id", "in": "path", "required": True, "schema": {"type": "integer", "minimum": 1}}
+REFERRAL_PARAM = {"name": "referral_id", "in": "path", "required": True,
+                  "schema": {"type": "integer", "minimum": 1, "maximum": 2147483647}}
 STATUS_ENUM = ["RECRUITING", "NOT_YET_RECRUITING", "ENROLLING_BY_INVITATION", "ACTIVE_NOT_RECRUITING", "COMPLETED",
                "SUSPENDED", "TERMINATED", "WITHDRAWN", "UNKNOWN", "ANY"]
 REFERRAL_STATUS = ["new", "in_review", "contacted", "enrolled", "not_eligible"]

@@ -127,6 +127,8 @@ def parse_text(value: Any, settings: dict[str, Any], field: str = "text") -> str
         raise APIError("invalid_type", f"'{field}' must be a string", 400)
     if not value.strip():
         raise APIError("empty_text", f"'{field}' must not be empty", 400)
+    if any("\ud800" <= ch <= "\udfff" for ch in value):
+        raise APIError("invalid_text", f"'{field}' contains invalid Unicode (a lone surrogate)", 400)
     cap = int(settings["MAX_TEXT_CHARS"])
     if len(value) > cap:
         raise APIError("text_too_long", f"'{field}' has {len(value)} characters; the limit is {cap}", 413)

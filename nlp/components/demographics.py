@@ -297,7 +297,9 @@ def _marked_ages(text: str) -> list[AgeMention]:
         if age:
             out.append(age)
     for match in _YO_AGE.finditer(text):
-        out.append(AgeMention(match.start(), match.end(), years=float(match.group("n1")), comparator="="))
+        age = AgeMention(match.start(), match.end(), years=float(match.group("n1")), comparator="=")
+        if _plausible(age):
+            out.append(age)
     return out
 
 
