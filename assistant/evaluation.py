@@ -205,7 +205,7 @@ def score_run(qrels: dict[str, dict[str, int]], run: dict[str, dict[str, float]]
 def run_ranking(runtime: Any, queries: dict[str, str], qrels: dict[str, dict[str, int]], pool: str = "all",
                 depth: int = 100) -> dict[str, dict[str, float]]:
     from assistant.matching.filters import Filters
-    from assistant.service import match_profile
+    from assistant.service import DEFAULT_CHECK_DEPTH, build_query, match_profile
 
     run: dict[str, dict[str, float]] = {}
     index = runtime.ensure_index()
@@ -214,12 +214,17 @@ def run_ranking(runtime: Any, queries: dict[str, str], qrels: dict[str, dict[str
         if qid not in qrels:
             continue
         filters = Filters(nct_ids=frozenset(qrels[qid])) if pool == "judged" else Filters()
-        result = match_profile(runtime.extract(text), index=index, repo=runtime.repo, is_a=runtime.is_a,
+        profile = runtime.extract(text)
+        result = match_profile(profile, index=index, repo=runtime.repo, is_a=runtime.is_a,
                                synonyms=lexicon.synonyms, parse=runtime.parse_criteria, filters=filters,
                                top_k=depth, candidate_depth=max(depth, int(runtime.settings["CANDIDATE_DEPTH"])),
-                               check_depth=int(runtime.settings.get("EVAL_CHECK_DEPTH", depth)))
-        n = len(result.matches)
-        run[qid] = {m.nct_id: float(n - i) for i, m in enumerate(result.matches)}
+                               check_depth=int(runtime.settings.get("CHECK_DEPTH", DEFAULT_CHECK_DEPTH)))
+        ranked = [m.nct_id for m in result.matches]
+        # below the checked trials, the rest of the retrieval ranking (not returned by the product)
+        rest = index.search(build_query(profile, lexicon.synonyms), k=depth, filters=filters).ids
+        ranked += [nct for nct in rest if nct not in set(ranked)]
+        ranked = ranked[:depth]
+        run[qid] = {nct: float(depth - i) for i, nct in enumerate(ranked)}
     return run
 
 
