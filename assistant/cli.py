@@ -105,7 +105,28 @@ def _format_trial(trial) -> str:  # type: ignore[no-untyped-def]
                 cohort = c.cohort
                 lines.append(f"  [cohort: {cohort}]" if cohort else "  [all participants]")
             lines.append(f"  {'    ' * c.depth}{c.position:>3}. {c.text}")
+            if c.parsed is not None:
+                lines.append(f"  {'    ' * c.depth}       -> {_describe_parse(c.parsed)}")
     return "\n".join(lines)
+
+
+def _describe_parse(parsed) -> str:  # type: ignore[no-untyped-def]
+    """One line for a parsed criterion: its requirements, logic and guards."""
+    if not parsed.parsed:
+        return "not structured (checked by wording; never 'met')"
+
+    def one(r) -> str:  # type: ignore[no-untyped-def]
+        what = r.lab or ", ".join(r.concepts + r.classes) or r.sex or r.type
+        cmp = f" {r.comparator.value} {r.value:g}" if r.comparator and r.value is not None else ""
+        high = f"..{r.value_high:g}" if r.value_high is not None else ""
+        extra = "".join(f" {k}={v}" for k, v in (("min", r.min_count), ("qualifier", r.qualifier),
+                                                   ("within_days", r.within_days)) if v)
+        return f"{'' if r.present else 'NO '}{r.type}({what}{cmp}{high}{' ' + r.unit if r.unit else ''}{extra})"
+
+    text = f" {parsed.logic.upper()} ".join(one(r) for r in parsed.requirements)
+    if parsed.guards:
+        text = f"if {' and '.join(one(g) for g in parsed.guards)}: {text}"
+    return text
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
