@@ -271,10 +271,27 @@ class Stopwatch:
         self.seconds = time.perf_counter() - self.started
 
 
+def code_version() -> dict[str, Any]:
+    """The commit measured and how many tracked files differed from it when the run started."""
+    import subprocess
+
+    def git(*args: str) -> str:
+        try:
+            return subprocess.run(["git", *args], cwd=str(ROOT), capture_output=True, text=True,
+                                  timeout=10).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            return ""
+
+    status = git("status", "--porcelain", "--untracked-files=no")
+    return {"commit": git("rev-parse", "--short", "HEAD") or None,
+            "modified_files": len(status.splitlines()) if status else 0}
+
+
 def machine_info() -> dict[str, Any]:
     import platform
 
-    return {"python": platform.python_version(), "cpus": os.cpu_count(), "platform": platform.platform(terse=True)}
+    return {"python": platform.python_version(), "cpus": os.cpu_count(), "platform": platform.platform(terse=True),
+            **code_version()}
 
 
 def loadavg() -> list[float] | None:

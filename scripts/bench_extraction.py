@@ -137,7 +137,8 @@ def main(argv: list[str] | None = None) -> int:
     result: dict[str, object] = {"benchmark": "extraction", "machine": bc.machine_info(),
                                  "goals": {"descriptions_per_s": GOAL_RATE, "load_s": GOAL_LOAD_S}}
     result["loadavg_start"] = bc.loadavg()
-    lines = [f"extraction benchmark (python {result['machine']['python']}, {os.cpu_count()} CPUs)"]  # type: ignore[index]
+    lines = [f"extraction benchmark (python {result['machine']['python']}, {os.cpu_count()} CPUs, "
+             f"commit {result['machine']['commit']}, {result['machine']['modified_files']} tracked files modified)"]  # type: ignore[index]
     if not args.skip_load:
         load = bench_load(args.load_runs)
         result["load"] = load

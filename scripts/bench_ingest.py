@@ -28,15 +28,16 @@ import _bench_common as bc  # noqa: E402
 
 
 def count_rows(runtime) -> dict[str, int]:  # type: ignore[no-untyped-def]
-    from sqlalchemy import func, select
+    from sqlalchemy import Text, cast, func, select
 
     from models import trial as orm
 
     with runtime.repo.session_factory() as session:
         return {"trials": session.scalar(select(func.count(orm.Trial.id))) or 0,
                 "criteria": session.scalar(select(func.count(orm.Criterion.id))) or 0,
-                "parsed_criteria": session.scalar(select(func.count(orm.Criterion.id))
-                                                  .where(orm.Criterion.parsed.is_not(None))) or 0,
+                # an unparsed criterion is stored as JSON null (the text 'null'), not SQL NULL
+                "parsed_criteria": session.scalar(select(func.count(orm.Criterion.id)).where(
+                    orm.Criterion.parsed.is_not(None), cast(orm.Criterion.parsed, Text) != "null")) or 0,
                 "locations": session.scalar(select(func.count(orm.Location.id))) or 0}
 
 
@@ -90,7 +91,9 @@ def main(argv: list[str] | None = None) -> int:
 
     f, s, rows = result["first"], result["second"], result["rows"]
     mode = "no parsing" if args.no_parse else f"criterion parsing, {result['parse_processes']} forked workers"
-    lines = [f"ingest benchmark: {', '.join(str(p.relative_to(bc.ROOT)) if p.is_relative_to(bc.ROOT) else str(p) for p in paths)}"
+    lines = [f"ingest benchmark at commit {result['machine']['commit']} "
+             f"({result['machine']['modified_files']} tracked files modified)",
+             f"  input: {', '.join(str(p.relative_to(bc.ROOT)) if p.is_relative_to(bc.ROOT) else str(p) for p in paths)}"
              f" -> empty SQLite ({mode}, batch {args.batch_size})"]
     if "pipeline_build_s" in result:
         lines.append(f"  pipeline build (before timing): {result['pipeline_build_s']:.2f} s")

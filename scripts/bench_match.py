@@ -135,7 +135,7 @@ def grow_corpus(runtime: Any, target: int, seed: int) -> dict[str, Any]:
             counts = runtime.repo.upsert(batch)
             written += counts.added
             if written and written % 20_000 < BATCH:
-                print(f"  ... {start + written} trials stored ({time.perf_counter() - sw.started:.0f} s)",
+                print(f"  ... {start + written} trials stored in total ({time.perf_counter() - sw.started:.0f} s)",
                       file=sys.stderr, flush=True)
     return {"base_trials": start, "copies_written": written, "read_base_s": round(read.seconds, 2),
             "insert_s": round(sw.seconds, 1), "insert_trials_per_s": round(written / sw.seconds, 1) if written else None}
@@ -188,7 +188,9 @@ def time_queries(runtime: Any, queries: list[str], warmup: list[str], trace: boo
     if trace:
         tracemalloc.start()
     seconds, returned = [], 0
-    for text in queries:
+    for i, text in enumerate(queries, 1):
+        if i % 50 == 0:
+            print(f"  ... query {i}/{len(queries)}", file=sys.stderr, flush=True)
         t0 = time.perf_counter()
         result = match_text(runtime, text, top_k=TOP_K, filters=FILTERS)
         seconds.append(time.perf_counter() - t0)
@@ -319,7 +321,9 @@ def main(argv: list[str] | None = None) -> int:
             if scaled.exists():
                 shutil.rmtree(scaled)
             scaled.mkdir(parents=True)
-            shutil.copyfile(base / "bench.sqlite3", scaled / "bench.sqlite3")
+            for suffix in ("", "-wal", "-shm"):  # the engine was disposed, so normally only the main file
+                if (base / f"bench.sqlite3{suffix}").exists():
+                    shutil.copyfile(base / f"bench.sqlite3{suffix}", scaled / f"bench.sqlite3{suffix}")
             srt = Runtime(bc.temp_settings(scaled, autoload=False))
             srt.__dict__["pipeline"] = rt.pipeline  # same pipeline object, built once
             srt.__dict__["lexicon"] = rt.lexicon
@@ -336,7 +340,8 @@ def main(argv: list[str] | None = None) -> int:
     result["loadavg_end"] = bc.loadavg()
     result["peak_rss_mb"] = bc.peak_rss_mb()
 
-    lines = [f"match benchmark ({args.queries} synthetic queries, seed {args.seed}, "
+    lines = [f"match benchmark at commit {result['machine']['commit']} "
+             f"({result['machine']['modified_files']} tracked files modified; {args.queries} synthetic queries, seed {args.seed}, "
              f"match_text(top_k={TOP_K}, filters={FILTERS}); python {result['machine']['python']}, "
              f"{result['machine']['cpus']} CPUs)",
              f"pipeline build {result['pipeline_build_s']:.1f} s"
