@@ -24,7 +24,7 @@ def _runtime(args: argparse.Namespace):  # type: ignore[no-untyped-def]
 
 def cmd_init_db(args: argparse.Namespace) -> int:
     rt = _runtime(args)
-    rt.engine  # creates the schema
+    _ = rt.engine  # creates the schema
     if not args.empty:
         rt.ensure_trials(progress=sys.stderr.isatty())
     print(f"database ready: {rt.repo.count()} trials")
@@ -250,13 +250,20 @@ def build_parser() -> argparse.ArgumentParser:
     usub.add_parser("list", help="list keys (names and roles only)")
     p.set_defaults(func=cmd_users)
 
-    p = sub.add_parser("evaluate", help="benchmark evaluations (ner, criteria, ranking)")
+    p = sub.add_parser("evaluate", help="benchmark evaluations (ner, criteria, eligibility, ranking)")
     esub = p.add_subparsers(dest="what", required=True)
     e = esub.add_parser("ner", help="slot extraction on a criteria-NER TSV file")
     e.add_argument("file")
     e.add_argument("--json", action="store_true")
     e = esub.add_parser("criteria", help="criterion-level verdicts vs TrialGPT expert labels")
     e.add_argument("file")
+    e.add_argument("--json", action="store_true")
+    e.add_argument("--errors", choices=["A"], help="print the wrongly labelled items of half A (JSON lines); "
+                   "half B is for checking only and its errors are never printed")
+    e = esub.add_parser("eligibility", help="trial-level triage vs TREC judgments (excluded=1 vs eligible=2)")
+    e.add_argument("--studies", action="append", required=True, help="trial records (repeatable)")
+    e.add_argument("--queries", required=True)
+    e.add_argument("--qrels", required=True)
     e.add_argument("--json", action="store_true")
     e = esub.add_parser("ranking", help="patient-to-trial ranking vs qrels")
     e.add_argument("--studies", action="append", required=True)

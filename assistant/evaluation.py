@@ -6,6 +6,7 @@ Ranking metrics come from ir-measures (pytrec_eval), not hand-written code.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import logging
 import re
@@ -20,6 +21,19 @@ from assistant.matching.checks import CheckContext, check_criterion
 from models.domain import CriterionKind, CriterionText, Verdict
 
 logger = logging.getLogger(__name__)
+
+# --------------------------------------------------------------------------- halves
+
+HALVES = ("A", "B")
+
+
+def half_of(key: str) -> str:
+    """The fixed half of a patient or topic id: "A" (tune on it, read its errors) or "B" (check only).
+
+    A hash, not an order or a random draw, so the split is the same on every machine and run.
+    """
+    return HALVES[hashlib.sha256(str(key).encode("utf-8")).digest()[0] % 2]
+
 
 # --------------------------------------------------------------------------- NER
 
@@ -87,7 +101,7 @@ def evaluate_ner(nlp: Any, rows: Sequence[tuple[str, list[tuple[int, int, str]]]
     unmasked = [unmask_numbers(text) for text, _ in rows]
     counts: dict[str, Counter] = defaultdict(Counter)
     unmapped: Counter = Counter()
-    for doc, (text, index), (original, gold_all) in zip(nlp.pipe((t for t, _ in unmasked), batch_size=256),
+    for doc, (_text, index), (original, gold_all) in zip(nlp.pipe((t for t, _ in unmasked), batch_size=256),
                                                          unmasked, rows):
         gold = [(s, e, NER_LABEL_MAP[l]) for s, e, l in gold_all if l in NER_LABEL_MAP]
         ignored = [(s, e) for s, e, l in gold_all if l not in NER_LABEL_MAP]
@@ -128,8 +142,8 @@ EXCLUSION_LABELS = {Verdict.MET: "excluded", Verdict.NOT_MET: "not excluded",
 NOTE_NUMBER_RE = re.compile(r"^\s*\d+\.\s+", re.MULTILINE)
 
 
-def predict_criteria(runtime: Any, items: Sequence[dict[str, Any]]) -> list[str]:
-    """TrialGPT label predicted for every (note, criterion) item, in order."""
+def predict_criteria(runtime: Any, items: Sequence[dict[str, Any]], with_reasons: bool = False) -> list[Any]:
+    """TrialGPT label predicted for every (note, criterion) item, in order (with the reason if asked)."""
     profiles: dict[str, Any] = {}
     texts = [str(it.get("criterion_text") or "") for it in items]
     parsed = runtime.parse_criteria(texts)
@@ -141,16 +155,40 @@ def predict_criteria(runtime: Any, items: Sequence[dict[str, Any]]) -> list[str]
             profiles[note] = runtime.extract(note)
         kind = CriterionKind.EXCLUSION if item.get("criterion_type") == "exclusion" else CriterionKind.INCLUSION
         criterion = CriterionText(kind=kind, position=0, text=text, parsed=structure if text.strip() else None)
-        verdict = check_criterion(profiles[note], criterion, "eval", CheckContext(kind, is_a)).verdict
-        out.append((EXCLUSION_LABELS if kind is CriterionKind.EXCLUSION else INCLUSION_LABELS)[verdict])
+        result = check_criterion(profiles[note], criterion, "eval", CheckContext(kind, is_a))
+        label = (EXCLUSION_LABELS if kind is CriterionKind.EXCLUSION else INCLUSION_LABELS)[result.verdict]
+        out.append((label, result.reason) if with_reasons else label)
     return out
 
 
 def evaluate_criteria(runtime: Any, items: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
-
+    """Accuracy, per-label figures and confusion on all items, and accuracy per half (by patient id)."""
     gold = [str(it.get("expert_eligibility")) for it in items]
     pred = predict_criteria(runtime, items)
+    out = criteria_scores(items, gold, pred)
+    out["halves"] = {}
+    for half in HALVES:
+        idx = [i for i, it in enumerate(items) if half_of(str(it.get("patient_id"))) == half]
+        sub = criteria_scores([items[i] for i in idx], [gold[i] for i in idx], [pred[i] for i in idx])
+        out["halves"][half] = {"n": sub["n"], "n_patients": len({items[i].get("patient_id") for i in idx}),
+                               "accuracy": sub["accuracy"],
+                               "recall": {k: v["recall"] for k, v in sub["per_label"].items()}}
+    return out
+
+
+def criteria_errors(runtime: Any, items: Sequence[dict[str, Any]], half: str = "A") -> list[dict[str, Any]]:
+    """The items of one half that trialmatch labels wrongly, with its reason (for error analysis)."""
+    chosen = [it for it in items if half_of(str(it.get("patient_id"))) == half]
+    details = predict_criteria(runtime, chosen, with_reasons=True)
+    return [{"patient_id": it.get("patient_id"), "trial_id": it.get("trial_id"), "kind": it.get("criterion_type"),
+             "criterion": it.get("criterion_text"), "gold": it.get("expert_eligibility"), "pred": label,
+             "reason": reason}
+            for it, (label, reason) in zip(chosen, details) if label != it.get("expert_eligibility")]
+
+
+def criteria_scores(items: Sequence[dict[str, Any]], gold: Sequence[str], pred: Sequence[str]) -> dict[str, Any]:
+    from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
+
     labels = sorted(set(gold) | set(pred))
     p, r, f, support = precision_recall_fscore_support(gold, pred, labels=labels, zero_division=0)
     matrix = confusion_matrix(gold, pred, labels=labels)
@@ -244,8 +282,87 @@ def evaluate_ranking(studies: Iterable[Path], queries_path: Path, qrels_path: Pa
         run = run_ranking(runtime, queries, qrels, pool=pool)
         runtime.engine.dispose()
     judged = {q: j for q, j in qrels.items() if q in run}
-    return {"n_queries": len(run), **score_run(judged, run), "pool": pool, "n_trials": report.counts.added
+    halves = {}
+    for half in HALVES:
+        sub_run = {q: r for q, r in run.items() if half_of(q) == half}
+        if sub_run:
+            halves[half] = {"n_queries": len(sub_run), **score_run({q: judged[q] for q in sub_run}, sub_run)}
+    return {"n_queries": len(run), **score_run(judged, run), "halves": halves, "pool": pool, "n_trials": report.counts.added
             + report.counts.updated + report.counts.unchanged, "rejected": len(report.rejected)}
+
+
+# --------------------------------------------------------------------------- trial-level eligibility
+
+EXCLUDED, ELIGIBLE = 1, 2  # TREC CT grades among judged-relevant pairs
+
+
+def load_trials(paths: Iterable[Path], wanted: set[str], parse: Any) -> dict[str, Any]:
+    """The wanted trials that have eligibility criteria, split and parsed (no database needed)."""
+    from assistant.ingest import _attach_parsed, read_studies, with_criteria
+    from models.ctgov import InvalidRecord, parse_study
+
+    records = {}
+    for path in paths:
+        for item in read_studies(path):
+            if item.obj is None:
+                continue
+            try:
+                record = parse_study(item.obj)
+            except InvalidRecord:
+                continue
+            if record.nct_id in wanted and record.nct_id not in records and record.eligibility_text:
+                record = with_criteria(record)
+                if record.criteria:
+                    records[record.nct_id] = record
+    parsed = _attach_parsed(list(records.values()), parse)
+    return {r.nct_id: r for r in parsed}
+
+
+def eligibility_scores(pairs: Sequence[tuple[str, str, int, bool]]) -> dict[str, Any]:
+    """pairs: (topic, nct, grade, predicted_ineligible) -> balanced accuracy over excluded vs eligible."""
+    conf = Counter((grade, pred) for _, _, grade, pred in pairs)
+    n_ex = conf[(EXCLUDED, True)] + conf[(EXCLUDED, False)]
+    n_el = conf[(ELIGIBLE, True)] + conf[(ELIGIBLE, False)]
+    rec_ex = conf[(EXCLUDED, True)] / n_ex if n_ex else 0.0
+    rec_el = conf[(ELIGIBLE, False)] / n_el if n_el else 0.0
+    return {"n": len(pairs), "n_topics": len({t for t, *_ in pairs}),
+            "balanced_accuracy": round((rec_ex + rec_el) / 2, 4),
+            "recall_eligible": round(rec_el, 4), "recall_excluded": round(rec_ex, 4),
+            "confusion": {"excluded": {"ineligible": conf[(EXCLUDED, True)], "eligible_or_possibly":
+                                       conf[(EXCLUDED, False)]},
+                          "eligible": {"ineligible": conf[(ELIGIBLE, True)], "eligible_or_possibly":
+                                       conf[(ELIGIBLE, False)]}}}
+
+
+def predict_eligibility(runtime: Any, queries: dict[str, str], qrels: dict[str, dict[str, int]],
+                        trials: dict[str, Any]) -> list[tuple[str, str, int, bool]]:
+    """(topic, nct, grade, predicted ineligible) for every judged-relevant pair whose trial has criteria."""
+    from assistant.matching.ranking import evaluate_trial
+    from models.domain import TrialLabel
+
+    out = []
+    for qid, judged in sorted(qrels.items()):
+        pairs = [(nct, g) for nct, g in sorted(judged.items()) if g in (EXCLUDED, ELIGIBLE) and nct in trials]
+        if qid not in queries or not pairs:
+            continue
+        profile = runtime.extract(queries[qid])
+        for nct, grade in pairs:
+            match = evaluate_trial(profile, trials[nct], 1.0, runtime.is_a)
+            out.append((qid, nct, grade, match.label is TrialLabel.INELIGIBLE))
+    return out
+
+
+def evaluate_eligibility(runtime: Any, studies: Iterable[Path], queries_path: Path,
+                         qrels_path: Path) -> dict[str, Any]:
+    """Trial-level triage: trialmatch's ineligible vs eligible/possibly against TREC excluded (1) vs eligible (2)."""
+    queries = read_queries(queries_path)
+    qrels = read_qrels(qrels_path)
+    wanted = {nct for q, j in qrels.items() if q in queries for nct, g in j.items() if g in (EXCLUDED, ELIGIBLE)}
+    trials = load_trials(studies, wanted, runtime.parse_criteria)
+    pairs = predict_eligibility(runtime, queries, qrels, trials)
+    out = eligibility_scores(pairs)
+    out["halves"] = {h: eligibility_scores([p for p in pairs if half_of(p[0]) == h]) for h in HALVES}
+    return out
 
 
 # --------------------------------------------------------------------------- CLI
@@ -268,6 +385,10 @@ def run_cli(args: argparse.Namespace) -> int:
         _print(data, args.json)
         return 0
     runtime = Runtime(load_settings({"AUTOLOAD_BUNDLED": False}))
+    if args.what == "eligibility":
+        data = evaluate_eligibility(runtime, [Path(s) for s in args.studies], Path(args.queries), Path(args.qrels))
+        _print(data, args.json)
+        return 0
     if args.what == "ner":
         data = evaluate_ner(runtime.pipeline, read_ner_file(Path(args.file)))
     else:
@@ -276,6 +397,10 @@ def run_cli(args: argparse.Namespace) -> int:
         if not isinstance(items, list):
             print("criteria file must hold a JSON list", file=sys.stderr)
             return 2
+        if getattr(args, "errors", None):
+            for row in criteria_errors(runtime, items, half=args.errors):
+                print(json.dumps(row, ensure_ascii=False))
+            return 0
         data = evaluate_criteria(runtime, items)
     _print(data, args.json)
     return 0

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable, Sequence
 from functools import cached_property
 from pathlib import Path
-from collections.abc import Callable, Sequence
 from typing import Any
 
 from sqlalchemy.engine import Engine

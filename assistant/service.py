@@ -73,9 +73,10 @@ def ensure_parsed(trials: Sequence[TrialRecord],
 def match_profile(profile: PatientProfile, *, index: CorpusIndex, repo: TrialRepository,
                   is_a: Callable[[str, str], bool], synonyms: Callable[[str], Iterable[str]],
                   parse: Callable[[Sequence[str]], Sequence[ParsedCriterion]],
-                  filters: Filters = Filters(), top_k: int = 10, candidate_depth: int = 300,
+                  filters: Filters | None = None, top_k: int = 10, candidate_depth: int = 300,
                   check_depth: int = DEFAULT_CHECK_DEPTH, asked: frozenset[str] = frozenset()) -> MatchResult:
     started = time.perf_counter()
+    filters = filters if filters is not None else Filters()
     hits = index.search(build_query(profile, synonyms), k=candidate_depth, filters=filters)
     checked_ids = hits.ids[:max(check_depth, top_k)]
     trials = repo.get_many(checked_ids)

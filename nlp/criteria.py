@@ -400,7 +400,7 @@ _ABBREV_RE = re.compile(r"\b(?=\w*[A-Z]\w*[A-Z])[A-Za-z][A-Za-z0-9]{1,5}\b")
 _NOT_COHORT_ABBREVS = frozenset({"UPCR", "ANA", "ACR", "NIH", "ISN", "RPS", "EULAR", "CT", "MRI", "ECG", "ULN", "HIV",
                                  "II", "III", "IV", "VI", "OR", "AND", "ALT", "AST", "EF", "UACR", "GFR", "EGFR",
                                  "WBC", "ANC", "CSF", "BMI", "ECOG", "DNA", "RNA", "BP", "NRS", "INR", "CBC",
-                                 "HBA1C", "PSA", "KPS", "QTC", "LVEF", "IV", "IUD", "PCR", "CRP", "ESR"})
+                                 "HBA1C", "PSA", "KPS", "QTC", "LVEF", "IUD", "PCR", "CRP", "ESR"})
 
 
 def _note_restart(state: _State, unit: _Unit) -> None:

@@ -20,8 +20,8 @@ from __future__ import annotations
 import multiprocessing
 import os
 import re
-from dataclasses import replace
 from collections.abc import Sequence
+from dataclasses import replace
 
 from spacy.language import Language
 from spacy.tokens import Doc

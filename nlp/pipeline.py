@@ -8,8 +8,8 @@ hypothetical, uncertainty over doc.ents, with its bundled rules extended by
 from __future__ import annotations
 
 import json
-import re
 import logging
+import re
 from pathlib import Path
 from typing import Any
 

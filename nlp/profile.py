@@ -10,15 +10,15 @@ immunosuppressants"), a dose to a corticosteroid.
 from __future__ import annotations
 
 import re
-from dataclasses import replace
 from collections.abc import Iterable
+from dataclasses import replace
 
 from spacy.language import Language
 from spacy.tokens import Doc
 from spacy.tokens import Span as SpacySpan
 
-from nlp.proxy import Proxy, find_proxy, find_stated_age, title_sex
 from models.domain import ConditionFact, Context, PatientProfile, Span, TherapyCount, TherapyFact
+from nlp.proxy import Proxy, find_proxy, find_stated_age, title_sex
 
 MAX_TEXT_CHARS = 20_000
 DRUG_LABEL = "DRUG"

@@ -506,7 +506,7 @@ class ConditionBuilder:
 
     def add_ctgov(self, counts: collections.Counter) -> int:
         added = 0
-        for raw, n in sorted(counts.items()):
+        for raw, _n in sorted(counts.items()):
             if ", " in raw and self.owner.get(norm_key(raw)):
                 continue
             term = strip_ctgov(raw)

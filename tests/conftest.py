@@ -10,7 +10,6 @@ import pytest
 
 from assistant.settings import load_settings
 
-
 PG_ADMIN_URL = os.environ.get("TRIALMATCH_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 _pg_available: bool | None = None
 

@@ -597,7 +597,7 @@ GENERIC_WORDS = frozenset({
     "less", "more", "than", "greater", "least", "normal", "level", "levels", "value", "values", "per", "dose",
     "doses", "drug", "drugs", "medication", "medications", "agent", "agents", "following", "defined", "based",
     "which", "that", "this", "these", "those", "their", "there", "where", "would", "could", "should", "might",
-    "will", "been", "being", "also", "such", "than", "then", "from", "into", "over", "under", "only", "must",
+    "will", "been", "being", "also", "such", "then", "from", "into", "over", "under", "only",
 })
 _WORD_RE = re.compile(r"[a-z][a-z-]{3,}")
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import replace
 
-from assistant.matching.checks import CheckContext, IsA, check_criterion, check_requirement, Truth
+from assistant.matching.checks import CheckContext, IsA, Truth, check_criterion, check_requirement
 from models.domain import (
     Comparator,
     CriterionKind,

@@ -15,7 +15,13 @@ from flask import Blueprint, current_app, g, jsonify, request
 
 from assistant import chat
 from assistant.matching.filters import Filters
-from assistant.service import match_result_to_dict, match_to_dict, profile_to_dict, question_to_dict, runtime_match
+from assistant.service import (
+    match_result_to_dict,
+    match_to_dict,
+    profile_to_dict,
+    question_to_dict,
+    runtime_match,
+)
 from assistant.web import schemas
 from assistant.web.errors import APIError
 from models.repository import TrialNotFound, content_hash

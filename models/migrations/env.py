@@ -2,13 +2,11 @@
 from __future__ import annotations
 
 from alembic import context
-from sqlalchemy import pool
-
-from models.db import Base, make_engine
 
 import models.referral  # noqa: F401,E402  (register tables)
 import models.session  # noqa: F401,E402
 import models.trial  # noqa: F401,E402
+from models.db import Base, make_engine
 
 config = context.config
 target_metadata = Base.metadata

@@ -467,7 +467,7 @@ class TerminologyComponent:
                     ) -> list[tuple[int, int, int]]:
         starts = {m[0] for m in found}
         extra = []
-        for start, end, target in found:
+        for _start, end, target in found:
             table = COORDINATION.get(self._targets[target].concept)
             if not table or end + 1 >= len(doc) or lowers[end] not in _COORD_WORDS:
                 continue

@@ -32,7 +32,6 @@ from hypothesis import strategies as st
 
 from assistant.ingest import MAX_RECORD_BYTES, ingest_paths
 from models.ctgov import MAX_TEXT_FIELD, InvalidRecord, parse_study
-from models.repository import TrialNotFound
 
 DELETE = object()
 DEEP_MARK = "__deep_nesting_placeholder__"
@@ -387,7 +386,7 @@ def test_later_bad_batch_leaves_stored_trials_unchanged(repo, tmp_path, good, ba
     count = repo.count()
 
     second = []
-    for i, nct in enumerate(ncts):  # a broken new version of every stored trial, same NCT id
+    for i, _nct in enumerate(ncts):  # a broken new version of every stored trial, same NCT id
         path_, value = bad[i % len(bad)]
         if path_[-1] == "nctId" or path_ in (P, ID):
             path_, value = COND + ("conditions",), "not a list"  # keep the id so it targets the stored trial
