@@ -162,11 +162,15 @@ def next_question(result: MatchResult, asked: Sequence[str]) -> Question | None:
 def reply_text(result: MatchResult, question: Question | None) -> str:
     """A short plain-language message for the widget."""
     if not result.matches:
-        return ("I could not find a matching open trial yet. Could you tell me more about the diagnosis, "
-                "age and treatments so far?")
+        return (f"{result.notice or 'I could not find a matching open trial yet.'} Could you tell me more about "
+                "the diagnosis, age and treatments so far?")
+    if result.notice:
+        parts0 = [result.notice]
+    else:
+        parts0 = []
     counts = {label: sum(m.label is label for m in result.matches) for label in TrialLabel}
     top = result.matches[0]
-    parts = [f"I found {len(result.matches)} trials to look at: {counts[TrialLabel.ELIGIBLE]} look eligible, "
+    parts = parts0 + [f"I found {len(result.matches)} trials to look at: {counts[TrialLabel.ELIGIBLE]} look eligible, "
              f"{counts[TrialLabel.POSSIBLY_ELIGIBLE]} possibly eligible and {counts[TrialLabel.INELIGIBLE]} "
              f"probably not eligible.",
              f"The best match is {top.nct_id} ({top.label.value.replace('_', ' ')}): {top.title}."]

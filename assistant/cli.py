@@ -189,6 +189,12 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return evaluation.run_cli(args)
 
 
+def cmd_train(args: argparse.Namespace) -> int:
+    from assistant import training
+
+    return training.run_cli(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="trialmatch", description="Match patients to clinical trials, offline.")
     parser.add_argument("--database-url", help="SQLAlchemy URL (default: TRIALMATCH_DATABASE_URL or SQLite)")
@@ -270,8 +276,21 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--queries", required=True)
     e.add_argument("--qrels", required=True)
     e.add_argument("--pool", choices=["all", "judged"], default="all")
+    e.add_argument("--no-ranker", action="store_true", help="hand-set score combination instead of the learned ranker")
     e.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("train", help="train learned components")
+    tsub = p.add_subparsers(dest="what", required=True)
+    t = tsub.add_parser("ranker", help="fit the ranker on qrels (GroupKFold by topic) and write it as JSON")
+    t.add_argument("--set", nargs=4, action="append", required=True, metavar=("NAME", "STUDIES", "QUERIES", "QRELS"),
+                   help="a training set; STUDIES may list several files separated by ','. Repeatable.")
+    t.add_argument("--half", action="append", default=[], metavar="NAME=A",
+                   help="use only the topics of one half of a set (e.g. sigir=A); the other half stays unseen")
+    t.add_argument("--folds", type=int, default=5)
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--out", default="data/models/ranker.json")
+    p.set_defaults(func=cmd_train)
     return parser
 
 

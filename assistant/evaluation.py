@@ -6,6 +6,7 @@ Ranking metrics come from ir-measures (pytrec_eval), not hand-written code.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import logging
@@ -13,7 +14,7 @@ import re
 import sys
 import tempfile
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -241,7 +242,7 @@ def score_run(qrels: dict[str, dict[str, int]], run: dict[str, dict[str, float]]
 
 
 def run_ranking(runtime: Any, queries: dict[str, str], qrels: dict[str, dict[str, int]], pool: str = "all",
-                depth: int = 100) -> dict[str, dict[str, float]]:
+                depth: int = 100, ranker: Any = "default") -> dict[str, dict[str, float]]:
     from assistant.matching.filters import Filters
     from assistant.service import DEFAULT_CHECK_DEPTH, build_query, match_profile
 
@@ -256,7 +257,10 @@ def run_ranking(runtime: Any, queries: dict[str, str], qrels: dict[str, dict[str
         result = match_profile(profile, index=index, repo=runtime.repo, is_a=runtime.is_a,
                                synonyms=lexicon.synonyms, parse=runtime.parse_criteria, filters=filters,
                                top_k=depth, candidate_depth=max(depth, int(runtime.settings["CANDIDATE_DEPTH"])),
-                               check_depth=int(runtime.settings.get("CHECK_DEPTH", DEFAULT_CHECK_DEPTH)))
+                               check_depth=int(runtime.settings.get("CHECK_DEPTH", DEFAULT_CHECK_DEPTH)),
+                               category_of=runtime.category_of, related=runtime.is_related,
+                               relevance_floor=float(runtime.settings.get("RELEVANCE_FLOOR", 0.0)),
+                               ranker=runtime.ranker if ranker == "default" else ranker)
         ranked = [m.nct_id for m in result.matches]
         # below the checked trials, the rest of the retrieval ranking (not returned by the product)
         rest = index.search(build_query(profile, lexicon.synonyms), k=depth, filters=filters).ids
@@ -266,21 +270,30 @@ def run_ranking(runtime: Any, queries: dict[str, str], qrels: dict[str, dict[str
     return run
 
 
-def evaluate_ranking(studies: Iterable[Path], queries_path: Path, qrels_path: Path, pool: str = "all",
-                     settings_overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+@contextlib.contextmanager
+def corpus_runtime(studies: Iterable[Path], settings_overrides: dict[str, Any] | None = None) -> Iterator[Any]:
+    """A runtime over a temporary SQLite database holding the given trial records (and its ingest report)."""
     from assistant.ingest import ingest_paths
     from assistant.runtime import Runtime
     from assistant.settings import load_settings
 
-    queries = read_queries(queries_path)
-    qrels = read_qrels(qrels_path)
     with tempfile.TemporaryDirectory(prefix="trialmatch-eval-") as tmp:
         settings = load_settings({"DATABASE_URL": f"sqlite:///{tmp}/eval.sqlite3", "INSTANCE_PATH": tmp,
                                   "AUTOLOAD_BUNDLED": False, **(settings_overrides or {})})
         runtime = Runtime(settings)
         report = ingest_paths(list(studies), runtime.repo, parser=runtime.parse_criteria, batch_size=2000)
-        run = run_ranking(runtime, queries, qrels, pool=pool)
-        runtime.engine.dispose()
+        try:
+            yield runtime, report
+        finally:
+            runtime.engine.dispose()
+
+
+def evaluate_ranking(studies: Iterable[Path], queries_path: Path, qrels_path: Path, pool: str = "all",
+                     settings_overrides: dict[str, Any] | None = None, ranker: Any = "default") -> dict[str, Any]:
+    queries = read_queries(queries_path)
+    qrels = read_qrels(qrels_path)
+    with corpus_runtime(studies, settings_overrides) as (runtime, report):
+        run = run_ranking(runtime, queries, qrels, pool=pool, ranker=ranker)
     judged = {q: j for q, j in qrels.items() if q in run}
     halves = {}
     for half in HALVES:
@@ -347,7 +360,8 @@ def predict_eligibility(runtime: Any, queries: dict[str, str], qrels: dict[str, 
             continue
         profile = runtime.extract(queries[qid])
         for nct, grade in pairs:
-            match = evaluate_trial(profile, trials[nct], 1.0, runtime.is_a)
+            match = evaluate_trial(profile, trials[nct], 1.0, runtime.is_a, category_of=runtime.category_of,
+                                   related=runtime.is_related)
             out.append((qid, nct, grade, match.label is TrialLabel.INELIGIBLE))
     return out
 
@@ -381,7 +395,8 @@ def run_cli(args: argparse.Namespace) -> int:
     from assistant.settings import load_settings
 
     if args.what == "ranking":
-        data = evaluate_ranking([Path(s) for s in args.studies], Path(args.queries), Path(args.qrels), pool=args.pool)
+        data = evaluate_ranking([Path(s) for s in args.studies], Path(args.queries), Path(args.qrels), pool=args.pool,
+                                ranker=None if args.no_ranker else "default")
         _print(data, args.json)
         return 0
     runtime = Runtime(load_settings({"AUTOLOAD_BUNDLED": False}))

@@ -73,6 +73,23 @@ class Runtime:
         return bool(self.lexicon.is_a_curated(concept, ancestor))
 
     @cached_property
+    def ranker(self):  # type: ignore[no-untyped-def]
+        """The learned ranker shipped in data/models (None: the hand-set combination)."""
+        from assistant.matching.learned import load_ranker
+
+        path = self.settings.get("RANKER_MODEL")
+        return load_ranker(Path(path) if path else None)
+
+    def is_related(self, concept: str, ancestor: str) -> bool:
+        """The broad ontology (all is-a links, generated ones included): what a trial is about."""
+        return bool(self.lexicon.is_a(concept, ancestor))
+
+    def category_of(self, concept: str) -> str | None:
+        """The lexicon category of a condition concept (cancer, infection, procedure, ...)."""
+        entry = self.lexicon.condition(concept)
+        return entry.category if entry is not None else None
+
+    @cached_property
     def pipeline(self):  # type: ignore[no-untyped-def]
         from nlp.pipeline import build_pipeline
 

@@ -15,7 +15,7 @@ from typing import Any
 from assistant.matching.filters import Filters, nearest_site_km
 from assistant.matching.index import CorpusIndex
 from assistant.matching.questions import choose_questions, trial_questions
-from assistant.matching.ranking import evaluate_trial, rank_matches
+from assistant.matching.ranking import evaluate_trial, is_unrelated, rank_matches
 from models.domain import (
     CriterionText,
     MatchResult,
@@ -74,7 +74,11 @@ def match_profile(profile: PatientProfile, *, index: CorpusIndex, repo: TrialRep
                   is_a: Callable[[str, str], bool], synonyms: Callable[[str], Iterable[str]],
                   parse: Callable[[Sequence[str]], Sequence[ParsedCriterion]],
                   filters: Filters | None = None, top_k: int = 10, candidate_depth: int = 300,
-                  check_depth: int = DEFAULT_CHECK_DEPTH, asked: frozenset[str] = frozenset()) -> MatchResult:
+                  check_depth: int = DEFAULT_CHECK_DEPTH, asked: frozenset[str] = frozenset(),
+                  relevance_floor: float = 0.0, category_of: Callable[[str], str | None] | None = None,
+                  ranker: Any = None, related: Callable[[str, str], bool] | None = None) -> MatchResult:
+    """Retrieve, check and rank. A trial that studies none of the patient's affirmed conditions is presented only
+    when its retrieval score reaches ``relevance_floor``; when nothing is left, the result carries a notice."""
     started = time.perf_counter()
     filters = filters if filters is not None else Filters()
     hits = index.search(build_query(profile, synonyms), k=candidate_depth, filters=filters)
@@ -83,7 +87,13 @@ def match_profile(profile: PatientProfile, *, index: CorpusIndex, repo: TrialRep
     records = ensure_parsed([trials[i] for i in checked_ids if i in trials], parse)
     relevance = dict(zip(hits.ids, (float(s) for s in hits.scores)))
     top_rel = max(relevance.values(), default=1.0)
-    matches = [evaluate_trial(profile, t, relevance[t.nct_id], is_a, top_rel) for t in records]
+    by_id = {t.nct_id: t for t in records}
+    matches = [evaluate_trial(profile, t, relevance[t.nct_id], is_a, top_rel, category_of=category_of,
+                              related=related) for t in records]
+    if ranker is not None:
+        matches = rescore(ranker, profile, matches, by_id, hits.ids, top_rel, related or is_a)
+    matches = [m for m in matches if m.topical or (m.relevance >= relevance_floor and not is_unrelated(
+        profile, by_id[m.nct_id], m, related or is_a))]
     ranked = rank_matches(matches)[:top_k]
     if filters.near is not None:
         ranked = [replace(m, nearest_site_km=_distance(trials[m.nct_id], filters)) for m in ranked]
@@ -91,7 +101,27 @@ def match_profile(profile: PatientProfile, *, index: CorpusIndex, repo: TrialRep
     questions = choose_questions(ranked, asked=asked)
     logger.info("matched: %d candidates, %d checked, %d returned in %.0f ms", len(hits.ids), len(records),
                 len(ranked), (time.perf_counter() - started) * 1000)
-    return MatchResult(profile=profile, matches=tuple(ranked), questions=questions)
+    notice = None
+    if not ranked:
+        notice = NO_MATCH_NOTICE
+    elif not any(m.topical for m in ranked):
+        notice = OFF_TOPIC_NOTICE
+    return MatchResult(profile=profile, matches=tuple(ranked), questions=questions, notice=notice)
+
+
+NO_MATCH_NOTICE = "No relevant recruiting trial found for the conditions described."
+OFF_TOPIC_NOTICE = ("None of these trials studies a condition recognised in the description; they are shown "
+                    "because their text is similar. Review them with care.")
+
+
+def rescore(ranker: Any, profile: PatientProfile, matches: Sequence[TrialMatch], trials: dict[str, TrialRecord],
+            order: Sequence[str], top_rel: float, is_a: Callable[[str, str], bool]) -> list[TrialMatch]:
+    """Scores from the learned ranker in place of the hand-set combination."""
+    from assistant.matching.learned import features, score_matches
+
+    rank = {nct: i for i, nct in enumerate(order)}
+    rows = [features(profile, trials[m.nct_id], m, rank.get(m.nct_id, len(order)), top_rel, is_a) for m in matches]
+    return [replace(m, score=round(s, 4)) for m, s in zip(matches, score_matches(ranker, rows))]
 
 
 def _distance(trial: TrialRecord, filters: Filters) -> float | None:
@@ -118,7 +148,9 @@ def runtime_match(runtime: Any, profile: PatientProfile, *, filters: Filters, to
     return match_profile(profile, index=runtime.ensure_index(), repo=runtime.repo, is_a=runtime.is_a,
                          synonyms=lexicon.synonyms, parse=runtime.parse_criteria, filters=filters, top_k=top_k,
                          candidate_depth=int(runtime.settings["CANDIDATE_DEPTH"]),
-                         check_depth=int(runtime.settings.get("CHECK_DEPTH", DEFAULT_CHECK_DEPTH)), asked=asked)
+                         check_depth=int(runtime.settings.get("CHECK_DEPTH", DEFAULT_CHECK_DEPTH)), asked=asked,
+                         relevance_floor=float(runtime.settings.get("RELEVANCE_FLOOR", 0.0)),
+                         category_of=runtime.category_of, ranker=runtime.ranker, related=runtime.is_related)
 
 
 # --------------------------------------------------------------------------- serialization
@@ -167,16 +199,17 @@ def match_to_dict(m: TrialMatch) -> dict[str, Any]:
                       "reason": v.reason, "evidence": [s.to_dict() for s in v.evidence], "missing": v.missing,
                       "cohort": v.cohort} for v in m.criteria],
         "questions": [question_to_dict(q) for q in m.questions],
+        "relevant_conditions": list(m.topical),
     }
 
 
 def match_result_to_dict(result: MatchResult) -> dict[str, Any]:
     return {"profile": profile_to_dict(result.profile), "matches": [match_to_dict(m) for m in result.matches],
-            "questions": [question_to_dict(q) for q in result.questions]}
+            "questions": [question_to_dict(q) for q in result.questions], "notice": result.notice}
 
 
 def format_result_text(data: dict[str, Any]) -> str:
-    lines = []
+    lines = [data["notice"], ""] if data.get("notice") else []
     for i, m in enumerate(data["matches"], 1):
         lines.append(f"{i:>2}. {m['nct_id']}  [{m['label']}]  score {m['score']:.3f}  {m['title'][:80]}")
         for c in m["criteria"]:

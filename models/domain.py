@@ -247,6 +247,9 @@ class Requirement:
     ``qualifier`` "high_exclusive" the high one). ``present`` False means the criterion text states the
     absence ("no prior CAR-T", "not pregnant"). Fields not used by a type stay
     None. ``concepts``/``classes`` are alternatives (any one satisfies).
+    For ``therapy``, ``value``/``value_high``/``comparator``/``unit`` are a dose bound in mg (``unit``
+    "mg/day", "mg" or "mg/kg/day"), ``qualifier`` "prednisone_equivalent" compares prednisone-equivalent
+    doses, and ``modifiers`` ("stable",) asks for an unchanged dose (for ``min_days_ago`` days when given).
     """
 
     type: str
@@ -325,6 +328,7 @@ class TrialMatch:
     overall_status: str | None = None
     phases: tuple[str, ...] = ()
     nearest_site_km: float | None = None
+    topical: tuple[str, ...] = ()  # the patient's affirmed conditions that the trial studies
 
 
 @dataclass(frozen=True, slots=True)
@@ -332,6 +336,7 @@ class MatchResult:
     profile: PatientProfile
     matches: tuple[TrialMatch, ...]
     questions: tuple[Question, ...] = ()
+    notice: str | None = None  # e.g. "no relevant recruiting trial found"
 
 
 # --------------------------------------------------------------------------- (de)serialization

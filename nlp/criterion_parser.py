@@ -11,6 +11,10 @@ Examples of what comes out::
     "ANA >= 1:80 OR anti-dsDNA OR anti-Sm"        any(lab ana >= 80, anti_dsdna positive, anti_sm positive)
     "For lupus nephritis: ..."                    guard: condition lupus nephritis
     "Pregnant or breastfeeding"                   guard: sex female; condition pregnancy|breastfeeding
+    "active fungal or viral infection"            any(fungal infection, viral infection), both "active"
+    "prednisone > 20 mg/day"                      therapy prednisone, comparator >, value 20, unit mg/day
+    "If on X, dose stable for >= 4 weeks"         guard: therapy X; therapy X, modifiers stable, min 28 days
+    "SLE-related organ involvement such as: a, b" any(a, b) (the disease only qualifies the list)
 
 What cannot be structured stays text with ``parsed=False`` (the matcher says
 "unknown", never "met").
@@ -20,7 +24,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 
 from spacy.language import Language
@@ -28,7 +32,10 @@ from spacy.tokens import Doc
 from spacy.tokens import Span as SpacySpan
 
 from models.domain import Comparator, ParsedCriterion, Requirement, Span
+from nlp.components.measurements import MENTIONS_KEY, read_comparator
 from nlp.profile import doc_text
+
+Lookup = Callable[[str], "str | None"]  # surface form -> condition concept (the lexicon), None if unknown
 
 FEMALE_ONLY_CONCEPTS = frozenset({"pregnancy", "breastfeeding", "lactation", "childbearing potential"})
 FEMALE_CUES = re.compile(r"\b(?:pregnan\w*|breast[- ]?feeding|lactat\w*|nursing|child[- ]?bearing|contracept\w*|"
@@ -70,6 +77,43 @@ QUALIFYING_RE = re.compile(r"\b(?:requir\w*|treated with|treatment with|managed 
                            r"on|needing)\s+(?:\w+\s+){0,3}$", re.IGNORECASE)
 DEFINED_RE = re.compile(r"\b(?:defined (?:as|by)|as evidenced by|as measured by|documented by)\b", re.IGNORECASE)
 LAB_COMPARATORS = {c.value: c for c in Comparator}
+# "Patients on X must ...": a subject restricted by a therapy (or condition) before a modal verb is a guard.
+GUARD_SUBJECT_RE = re.compile(r"^\s*(?:patients?|subjects?|participants?|those|individuals?|women|men)\s+"
+                              r"(?:who\s+(?:are|were)\s+)?(?:currently\s+)?(?:on|taking|receiving|treated\s+with|"
+                              r"using)\s+([^:;,]{3,80}?)\s+(?:must|should|need|needs|are\s+required|is\s+required|"
+                              r"will\s+need|have\s+to|has\s+to|require)\b", re.IGNORECASE)
+# A body that names no drug of its own but speaks of dosing is about the guard's drug ("If on X, dose stable").
+DOSING_RE = re.compile(r"\b(?:dose|doses|dosage|dosing|regimen|stable|mg|g/day)\b", re.IGNORECASE)
+STABLE_RE = re.compile(r"\bstable\b|\bunchanged\b|\bno\s+(?:dose\s+)?change", re.IGNORECASE)
+# Coordinated pre-modifiers share the head noun: "viral or bacterial infection" = viral infection | bacterial ...
+COORD_RE = re.compile(r"((?:\b[A-Za-z][\w-]*\s*,\s*){0,4}\b[A-Za-z][\w-]*)\s*,?\s+(and/or|or|and)\s+$")
+COORD_WORD_RE = re.compile(r"[A-Za-z][\w-]*")
+# A disease followed by "(-related) organ involvement / manifestations such as:" only qualifies the list.
+INVOLVEMENT_RE = re.compile(r"[\s-]{0,3}(?:(?:related|associated|induced|attributable|specific)\s+)?"
+                            r"(?:(?:major\s+|end[- ])?(?:organ|system|organ[- ]system)\s+)?(?:disease\s+)?"
+                            r"(?:involvement|manifestations?|features?|symptoms?|complications?|activity|flares?)"
+                            r"\s*,?\s*(?:such\s+as|including|like|e\.\s?g\.?|i\.\s?e\.?|for\s+example|"
+                            r"defined\s+as)?\s*[:(]?\s*", re.IGNORECASE)
+LIST_CUE_RE = re.compile(r"such\s+as|including|like|e\.\s?g|i\.\s?e|for\s+example|defined\s+as|[:(]\s*$",
+                         re.IGNORECASE)
+LIST_ITEM_SEP_RE = re.compile(r"\s*(?:,|/|;|\band/or\b|\bor\b|\band\b)\s*", re.IGNORECASE)
+INVOLVEMENT_FORMS = ("{} involvement", "{} disease", "{}")  # "renal" in an involvement list = renal involvement
+# Items of a list of alternatives are joined only by separators and conjunctions.
+LIST_GAP_RE = re.compile(r"^[\s,;/()]*(?:and/or|or|and)?[\s,()]*$", re.IGNORECASE)
+# An antibody test named alone as a requirement is required to be positive.
+ANTIBODY_RE = re.compile(r"anti|antibod|\bab\b", re.IGNORECASE)
+# A dose written next to a drug (after it, or before "of <drug>") caps or floors that therapy.
+DOSE_RE = re.compile(r"(?P<num>\d+(?:\.\d+)?)(?:\s{0,2}(?:-|–|to)\s{0,2}(?P<high>\d+(?:\.\d+)?))?\s{0,2}"
+                     r"(?P<unit>mg|g|mcg|µg|ug)(?![A-Za-z])(?P<kg>\s{0,2}/\s{0,2}kg)?"
+                     r"(?P<day>\s{0,2}(?:/\s{0,2}(?:day|d)\b|per\s+day\b|daily\b|a\s+day\b|qd\b))?", re.IGNORECASE)
+DOSE_BEFORE_TAIL_RE = re.compile(r"^\s{0,2}(?:of\s+)?(?:oral\s+|iv\s+|intravenous\s+)?$", re.IGNORECASE)
+# "X-equivalent", "X (or equivalent)", "X or equivalent dose": X names the dose scale of a drug class.
+EQUIVALENT_RE = re.compile(r"^[\s-]{0,2}(?:\(\s?)?(?:or\s+(?:an?\s+)?)?(?:dose\s+)?equivalents?\b", re.IGNORECASE)
+# "immunosuppressants other than X": X is carved out of the requirement, not part of it.
+EXCEPT_RE = re.compile(r"\b(?:other\s+than|except(?:\s+for)?|excluding|apart\s+from|besides)\s+(?:\w+\s+){0,2}$",
+                       re.IGNORECASE)
+DOSE_SCALE = {"mg": 1.0, "g": 1000.0, "mcg": 0.001, "µg": 0.001, "ug": 0.001}
+DOSE_WINDOW = 45
 
 
 def _span(s: SpacySpan) -> Span:
@@ -150,9 +194,68 @@ def _drug_reqs(doc: Doc, drugs: list[SpacySpan], present: bool) -> list[Requirem
         concepts = tuple(dict.fromkeys(e._.ctm_concept for e in plain if not e._.ctm_is_class and e._.ctm_concept))
         classes = tuple(dict.fromkeys(e._.ctm_concept for e in plain if e._.ctm_is_class and e._.ctm_concept))
         span = Span(plain[0].start_char, plain[-1].end_char, doc_text(doc)[plain[0].start_char:plain[-1].end_char])
-        reqs.append(Requirement(type="therapy", span=span, present=present, concepts=concepts, classes=classes,
-                                **_window(doc, plain[0])))
+        req = Requirement(type="therapy", span=span, present=present, concepts=concepts, classes=classes,
+                          **_window(doc, plain[0]))
+        reqs.append(_with_dose(doc, req, plain))
     return reqs
+
+
+def _dose_fields(match: re.Match[str], comparator: str | None, equivalent: bool) -> dict[str, object]:
+    """Requirement fields of a dose: mg (per day when stated per day), comparator, range high."""
+    scale = DOSE_SCALE.get(match.group("unit").lower(), 1.0)
+    value = round(float(match.group("num")) * scale, 6)
+    high = round(float(match.group("high")) * scale, 6) if match.group("high") else None
+    unit = "mg" + ("/kg" if match.group("kg") else "") + ("/day" if match.group("day") else "")
+    comp = Comparator.GE if high is not None else LAB_COMPARATORS.get(comparator or "=", Comparator.EQ)
+    return {"value": value, "value_high": high, "comparator": comp, "unit": unit,
+            "qualifier": "prednisone_equivalent" if equivalent else None}
+
+
+def _comparator_before(text: str) -> str | None:
+    """The comparator that ends ``text`` ("prednisone ≤ ", "at a dose of no more than ")."""
+    stripped = text.rstrip()
+    for start in range(max(0, len(stripped) - 30), len(stripped)):
+        if start and stripped[start - 1].isalpha() and stripped[start].isalpha():
+            continue
+        found = read_comparator(stripped, start)
+        if found and found[1] == len(stripped):
+            return found[0]
+    return None
+
+
+def _dose_near(doc: Doc, ent: SpacySpan, stop: int) -> dict[str, object] | None:
+    """Dose cap/floor written right after a drug ("X <= 10 mg/day") or before it ("> 20 mg/day of X")."""
+    text = doc_text(doc)
+    clause = re.split(r"[;.](?:\s|$)", text[ent.end_char:ent.end_char + DOSE_WINDOW + 25], maxsplit=1)[0]
+    equivalent = "equivalent" in clause.lower()
+    after = clause[:max(0, min(stop - ent.end_char, DOSE_WINDOW))]
+    m = DOSE_RE.search(after)
+    if m:
+        return _dose_fields(m, _comparator_before(after[:m.start()]), equivalent)
+    before = text[max(0, ent.start_char - DOSE_WINDOW):ent.start_char]
+    for m in DOSE_RE.finditer(before):
+        if DOSE_BEFORE_TAIL_RE.match(before[m.end():]):
+            return _dose_fields(m, _comparator_before(before[:m.start()]), equivalent)
+    return None
+
+
+def _excepted(doc: Doc, ent: SpacySpan) -> bool:
+    return bool(EXCEPT_RE.search(doc_text(doc)[max(0, ent.start_char - 40):ent.start_char]))
+
+
+def _is_equivalence_unit(doc: Doc, ent: SpacySpan) -> bool:
+    """"20 mg/day prednisone equivalent": the drug names the dose scale, not a required drug."""
+    return bool(EQUIVALENT_RE.match(doc_text(doc)[ent.end_char:ent.end_char + 20]))
+
+
+def _with_dose(doc: Doc, req: Requirement, ents: list[SpacySpan]) -> Requirement:
+    stops = sorted(e.start_char for e in doc.ents if e.label_ == "DRUG" and not _is_equivalence_unit(doc, e))
+    for ent in ents:
+        stop = next((s for s in stops if s > ent.start_char), len(doc_text(doc)))
+        dose = _dose_near(doc, ent, stop)
+        if dose is not None:
+            return replace(req, **dose)  # type: ignore[arg-type]
+    return req
 
 
 def _lab_reqs(doc: Doc) -> list[Requirement]:
@@ -218,19 +321,159 @@ def _guards(doc: Doc, text: str, ents: list[SpacySpan]) -> tuple[list[Requiremen
                                   qualifier="implied"))
     elif IF_MALE_RE.search(text):
         guards.append(Requirement(type="sex", span=Span(0, min(len(text), 20), text[:20]), sex="male"))
-    m = GUARD_RE.match(text)
+    m = GUARD_RE.match(text) or GUARD_SUBJECT_RE.match(text)
     body_start = 0
     if m:
-        inside = [e for e in ents if e.end_char <= m.end(1)]
+        inside = [e for e in ents if m.start(1) <= e.start_char and e.end_char <= m.end(1)
+                  and not _excepted(doc, e)]
         conditions = [e for e in inside if e.label_ != "DRUG"]
         drugs = [e for e in inside if e.label_ == "DRUG"]
         if inside and m.end() < len(text) - 10:
             if conditions:
                 guards.append(replace(_condition_req(doc, conditions, True), within_days=None, min_days_ago=None))
             elif drugs:
-                guards += [replace(r, within_days=None, min_days_ago=None) for r in _drug_reqs(doc, drugs, True)]
-            body_start = m.end()
+                guards += [replace(r, within_days=None, min_days_ago=None, value=None, value_high=None,
+                                   comparator=None, unit=None, qualifier=None) for r in _drug_reqs(doc, drugs, True)]
+            body_start = m.end() if m.re is GUARD_RE else m.end(1)
     return guards, body_start
+
+
+def _guard_drug_body(doc: Doc, guards: list[Requirement], body_start: int) -> list[Requirement]:
+    """"If on X, the dose must be stable / <= 10 mg/day": a body naming no drug is about the guard drug."""
+    text = doc_text(doc)
+    drug_guards = [g for g in guards if g.type == "therapy"]
+    body = text[body_start:]
+    if not drug_guards or not DOSING_RE.search(body):
+        return []
+    guard = drug_guards[0]
+    lead = len(body) - len(body.lstrip())
+    req = replace(guard, span=Span(body_start + lead, len(text), body.strip()))
+    dose = DOSE_RE.search(body)
+    if dose:
+        req = replace(req, **_dose_fields(dose, _comparator_before(body[:dose.start()]),  # type: ignore[arg-type]
+                                          "equivalent" in body.lower()))
+    stable = STABLE_RE.search(body)
+    if stable:  # "stable for >= 4 weeks": on the drug at least that long, dose unchanged (modifier "stable")
+        after = body_start + stable.start()
+        days = [t._.ctm_time.get("days") for t in doc.spans.get("ctm_time", [])
+                if t.start_char >= after and t._.ctm_time and t._.ctm_time.get("days")]
+        req = replace(req, modifiers=("stable",), min_days_ago=days[0] if days else None)
+    return [req]
+
+
+def _coordinated(doc: Doc, ent: SpacySpan, lookup: Lookup | None) -> tuple[list[tuple[Span, str]], str | None]:
+    """Concepts of the pre-modifiers coordinated with ``ent``'s first word, and the conjunction.
+
+    "active viral or bacterial infection" -> [("viral", "viral infection")], "or"; a word only counts
+    when "<word> <head>" is a known concept, so "fever or bacterial infection" is not split.
+    """
+    words = ent.text.split()
+    if lookup is None or len(words) < 2:
+        return [], None
+    head = " ".join(words[1:])
+    start = max(0, ent.start_char - 60)
+    before = doc_text(doc)[start:ent.start_char]
+    m = COORD_RE.search(before)
+    if not m:
+        return [], None
+    own = ent._.ctm_concept or ent.text.lower()
+    found = []
+    for w in COORD_WORD_RE.finditer(m.group(1)):
+        concept = lookup(f"{w.group()} {head}")
+        if concept and concept != own:
+            begin = start + m.start(1) + w.start()
+            found.append((Span(begin, begin + len(w.group()), w.group()), concept))
+    return found, m.group(2).lower() if found else None
+
+
+def _distribute(doc: Doc, ents: list[SpacySpan], req: Requirement,
+                lookup: Lookup | None) -> tuple[list[Requirement], str | None]:
+    """Requirements for coordinated pre-modifiers sharing the head noun and the shared modifiers of ``req``."""
+    out: list[Requirement] = []
+    conj = None
+    for ent in ents:
+        found, word = _coordinated(doc, ent, lookup)
+        conj = conj or word
+        out += [replace(req, span=span, concepts=(concept,), qualifier=None) for span, concept in found]
+    return out, conj
+
+
+def _involvement_lists(doc: Doc, conditions: list[SpacySpan],
+                       lookup: Lookup | None) -> tuple[list[SpacySpan], list[Requirement]]:
+    """"<disease>-related organ involvement such as: a, b or c": the disease is context; items are alternatives.
+
+    Returns the entities used up (the qualifying disease and the items) and one requirement per item.
+    """
+    text = doc_text(doc)
+    for i, ent in enumerate(conditions):
+        m = INVOLVEMENT_RE.match(text, ent.end_char)
+        if not m or not LIST_CUE_RE.search(text[ent.end_char:m.end()]):
+            continue
+        end = len(re.split(r"[;.](?:\s|$)", text[m.end():], maxsplit=1)[0]) + m.end()
+        items = [e for e in conditions[i + 1:] if e.start_char >= m.end() and e.end_char <= end]
+        shared = _modifiers(doc, ent)
+        reqs = [replace(_condition_req(doc, [e], True), modifiers=tuple(dict.fromkeys(
+            shared + _modifiers(doc, e)))) for e in items]
+        reqs += _bare_items(text, m.end(), end, items, shared, lookup)
+        if reqs:
+            return [ent, *items], sorted(reqs, key=lambda r: r.span.start)
+    return [], []
+
+
+def _bare_items(text: str, start: int, end: int, items: list[SpacySpan], shared: tuple[str, ...],
+                lookup: Lookup | None) -> list[Requirement]:
+    """List items that are no entity: an organ adjective ("renal") stands for that organ's involvement."""
+    if lookup is None:
+        return []
+    out = []
+    pos = start
+    for piece in [*LIST_ITEM_SEP_RE.split(text[start:end])]:
+        begin = text.find(piece, pos, end) if piece else -1
+        if begin < 0:
+            continue
+        pos = begin + len(piece)
+        word = piece.strip(" )(").strip()
+        if not word or any(e.start_char < pos and begin < e.end_char for e in items):
+            continue
+        concept = next((c for c in (lookup(f.format(word)) for f in INVOLVEMENT_FORMS) if c), None)
+        if concept:
+            out.append(Requirement(type="condition", span=Span(begin, pos, piece), concepts=(concept,),
+                                   modifiers=shared))
+    return out
+
+
+def _bare_lab_reqs(doc: Doc, reqs: list[Requirement], ents: list[SpacySpan]) -> list[Requirement]:
+    """Tests named without a value in a list of lab alternatives take the list's result.
+
+    "ANA >= 1:80, anti-Sm positive or anti-dsDNA": anti-dsDNA inherits "positive" from its neighbour; an
+    antibody next to a numeric threshold is required to be positive.
+    """
+    text = doc_text(doc)
+    labs = [r for r in reqs if r.type == "lab"]
+    made: list[Requirement] = []
+    pending = [m for m in doc.spans.get(MENTIONS_KEY, []) if not any(
+        r.span.start <= m.start_char < r.span.end for r in labs) and not any(
+        e.start_char <= m.start_char < e.end_char for e in ents)]
+    changed = bool(labs)
+    while pending and changed:
+        changed = False
+        for m in list(pending):
+            known = labs + made
+            if any(r.lab == m.label_ for r in known):
+                pending.remove(m)
+                continue
+            near = [r for r in known if LIST_GAP_RE.match(
+                text[r.span.end:m.start_char] if r.span.end <= m.start_char else text[m.end_char:r.span.start])]
+            if not near:
+                continue
+            neighbour = min(near, key=lambda r: min(abs(r.span.end - m.start_char), abs(m.end_char - r.span.start)))
+            qualifier = neighbour.qualifier if neighbour.value is None else (
+                "positive" if ANTIBODY_RE.search(m.text) or ANTIBODY_RE.search(m.label_) else None)
+            pending.remove(m)
+            if qualifier:
+                made.append(Requirement(type="lab", span=_span(m), lab=m.label_, qualifier=qualifier))
+                changed = True
+    return made
 
 
 def _conjunctive_clusters(doc: Doc, ents: list[SpacySpan]) -> list[list[SpacySpan]]:
@@ -260,12 +503,26 @@ def _is_anchor(doc: Doc, ent: SpacySpan) -> bool:
     return bool(ANCHOR_RE.search(doc_text(doc)[max(0, ent.start_char - 45):ent.start_char]))
 
 
-def parse_doc(doc: Doc) -> ParsedCriterion:
+def parse_doc(doc: Doc, lookup: Lookup | None = None) -> ParsedCriterion:
+    """Structure of one processed criterion; ``lookup`` (surface form -> concept) enables coordination."""
     text = doc_text(doc)
     if CATCH_ALL_RE.search(text):
         return ParsedCriterion(text=text, parsed=False)  # investigator's judgement: a clinician decides
     ents = [e for e in doc.ents if not (e.label_ == "DRUG" and _is_anchor(doc, e))]
     guards, body_start = _guards(doc, text, ents)
+    reqs, logic = _body(doc, text, ents, guards, body_start, lookup)
+    subject_guard = GUARD_SUBJECT_RE.match(text)
+    if not reqs and subject_guard and any(g.type == "condition" for g in guards):
+        # "Patients with X must ..." with nothing structured after it: X itself is what is required
+        guards = [g for g in guards if g.type == "sex"]
+        reqs, logic = _body(doc, text, ents, guards, 0, lookup)
+    return ParsedCriterion(text=text, requirements=tuple(reqs), logic=logic, parsed=bool(reqs),
+                           guards=tuple(guards))
+
+
+def _body(doc: Doc, text: str, ents: list[SpacySpan], guards: list[Requirement], body_start: int,
+          lookup: Lookup | None) -> tuple[list[Requirement], str]:
+    """Requirements of the criterion body (after any guard) and their logic."""
     body = [e for e in ents if e.start_char >= body_start]
     absent = bool(ABSENCE_RE.match(text[body_start:]))
     reqs: list[Requirement] = []
@@ -274,23 +531,37 @@ def parse_doc(doc: Doc) -> ParsedCriterion:
     if sex and not guards:
         reqs.append(sex)
     reqs += _lab_reqs(doc)
+    reqs += _bare_lab_reqs(doc, reqs, list(doc.ents))
     lab_spans = [(r.span.start, r.span.end) for r in reqs if r.type == "lab"]
     conditions = [e for e in body if e.label_ != "DRUG" and not getattr(e._, "is_family", False)
                   and not any(s <= e.start_char < t for s, t in lab_spans)]
-    drugs = [e for e in body if e.label_ == "DRUG"]
+    drugs = _required_drugs(doc, [e for e in body if e.label_ == "DRUG" and not _excepted(doc, e)], guards)
     defined = DEFINED_RE.search(text)
     if defined and lab_spans:
         conditions = [e for e in conditions if e.start_char > defined.end()]  # the labs define the condition
+    forced: str | None = None
     if conditions:
+        used, listed = _involvement_lists(doc, conditions, lookup)
+        if listed:
+            conditions = [e for e in conditions if e not in used]
+            reqs += listed
+            forced = "any"
         negated = [e for e in conditions if _negated(e, text[body_start:])]
         affirmed = [e for e in conditions if e not in negated]
         for cluster in _conjunctive_clusters(doc, affirmed):
-            reqs.append(_condition_req(doc, cluster, True))
+            req = _condition_req(doc, cluster, True)
+            extra, conj = _distribute(doc, cluster, req, lookup)
+            reqs += extra + [req]
+            if extra:
+                forced = forced or ("list" if conj == "and" else "any")
         if negated:
             reqs.append(_condition_req(doc, negated, False))
     if drugs:
         reqs += _drug_reqs(doc, drugs, present=not (absent or all(getattr(e._, "is_negated", False)
                                                                       for e in drugs)))
+        reqs = [_equivalence_classes(doc, r, drugs) for r in reqs]
+    else:
+        reqs += _guard_drug_body(doc, guards, body_start)
     if not reqs and any(sp._.ctm_sex == "all" for sp in doc.spans.get("ctm_sex", [])):
         sp = next(sp for sp in doc.spans["ctm_sex"] if sp._.ctm_sex == "all")
         reqs.append(Requirement(type="sex", span=_span(sp), sex="all"))
@@ -300,11 +571,35 @@ def parse_doc(doc: Doc) -> ParsedCriterion:
     if HEALTHY_RE.search(text):
         reqs.append(Requirement(type="healthy_volunteer", span=Span(0, len(text), text)))
     reqs = _drop_qualifying_drugs(doc, reqs)
-    logic = "any" if len(reqs) > 1 and OR_RE.search(text) and not any(r.type == "age" for r in reqs) else "all"
-    if logic == "all" and len(reqs) > 1 and LIST_RE.search(text) and not any(r.type == "age" for r in reqs):
-        logic = "list"  # "a; b; c": any item for an exclusion, all items for an inclusion
-    return ParsedCriterion(text=text, requirements=tuple(reqs), logic=logic, parsed=bool(reqs),
-                           guards=tuple(guards))
+    return reqs, _logic(text, reqs, forced)
+
+
+def _logic(text: str, reqs: list[Requirement], forced: str | None) -> str:
+    if len(reqs) < 2 or any(r.type == "age" for r in reqs):
+        return "all"
+    if OR_RE.search(text):
+        return "any"
+    if forced:
+        return forced  # distributed coordinations and involvement lists are alternatives
+    return "list" if LIST_RE.search(text) else "all"  # "a; b; c": any item for an exclusion, all for inclusion
+
+
+def _required_drugs(doc: Doc, drugs: list[SpacySpan], guards: list[Requirement]) -> list[SpacySpan]:
+    """Drop drugs that only name a dose scale ("prednisone equivalent") when another drug is meant."""
+    scales = [e for e in drugs if _is_equivalence_unit(doc, e)]
+    if scales and (len(scales) < len(drugs) or any(g.type == "therapy" for g in guards)):
+        return [e for e in drugs if e not in scales]
+    return drugs
+
+
+def _equivalence_classes(doc: Doc, req: Requirement, drugs: list[SpacySpan]) -> Requirement:
+    """"> 20 mg/day prednisone equivalent" alone: any drug of prednisone's class at that equivalent dose."""
+    if req.type != "therapy" or not drugs or not all(_is_equivalence_unit(doc, e) for e in drugs):
+        return req
+    classes = tuple(c for e in drugs for c in (getattr(e._, "ctm_classes", None) or ()) if c == "corticosteroid")
+    if not classes:
+        return req
+    return replace(req, concepts=(), classes=classes, qualifier="prednisone_equivalent")
 
 
 _WORKER_NLP: Language | None = None  # set in the parent before forking workers
@@ -315,10 +610,26 @@ def _parse_chunk(texts: list[str]) -> list[ParsedCriterion]:
     return _parse_serial(_WORKER_NLP, texts)
 
 
+def concept_lookup(nlp: Language) -> Lookup | None:
+    """Condition concept of a surface form, from the pipeline's lexicon (None without one)."""
+    if "ctm_terminology" not in nlp.pipe_names:
+        return None
+    lexicon = getattr(nlp.get_pipe("ctm_terminology"), "lexicon", None)
+    if lexicon is None or not hasattr(lexicon, "lookup_condition"):
+        return None
+
+    def lookup(term: str) -> str | None:
+        entry = lexicon.lookup_condition(term)
+        return entry.concept if entry is not None else None
+
+    return lookup
+
+
 def _parse_serial(nlp: Language, texts: Sequence[str], batch_size: int = 256) -> list[ParsedCriterion]:
     from nlp.pipeline import safe_text
 
-    return [replace(parse_doc(doc), text=t)
+    lookup = concept_lookup(nlp)
+    return [replace(parse_doc(doc, lookup), text=t)
             for doc, t in zip(nlp.pipe((safe_text(t) for t in texts), batch_size=batch_size), texts)]
 
 

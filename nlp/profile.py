@@ -4,8 +4,8 @@ Reads the entities and span groups the pipeline components left on the Doc:
 conditions and drugs (``doc.ents``, with ConText flags), measurements, age,
 sex and time expressions, and links them within sentences: a response word
 ("failed", "refractory to") to the drugs it governs, a time expression ("4
-months ago") to the nearest mention, a number to a drug class ("three
-immunosuppressants"), a dose to a corticosteroid.
+months ago") to the one fact it modifies (``attach_times``), a number to a drug
+class ("three immunosuppressants"), a dose to a corticosteroid.
 """
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from spacy.tokens import Doc
 from spacy.tokens import Span as SpacySpan
 
 from models.domain import ConditionFact, Context, PatientProfile, Span, TherapyCount, TherapyFact
+from nlp.components.timing import attach_times
 from nlp.proxy import Proxy, find_proxy, find_stated_age, title_sex
 
 MAX_TEXT_CHARS = 20_000
@@ -101,17 +102,13 @@ def _sent(ent: SpacySpan) -> SpacySpan:
     return index[ent.start] if len(doc) else ent
 
 
-def _days_ago_for(ent: SpacySpan, times: Iterable[SpacySpan]) -> float | None:
-    """The 'N ago' expression nearest to the mention in its sentence."""
-    best, best_dist = None, 10**9
-    for t in times:
-        info = t._.ctm_time or {}
-        if _sent(t).start != _sent(ent).start or info.get("relation") not in ("ago", "since"):
-            continue
-        dist = ent.start - t.end if t.end <= ent.start else t.start - ent.end
-        if 0 <= dist < best_dist:
-            best, best_dist = info.get("days"), dist
-    return best
+def _days_ago(ents: list[SpacySpan], times: Iterable[SpacySpan]) -> dict[tuple[int, int], float | None]:
+    """(start, end) of each mention -> days ago of the one time expression that modifies it, if any.
+
+    A time expression dates only the fact it modifies, never every fact in its sentence.
+    """
+    attached = attach_times(ents, times)
+    return {(ents[k].start, ents[k].end): (t._.ctm_time or {}).get("days") for k, t in attached.items()}
 
 
 def _response_for(ent: SpacySpan) -> str | None:
@@ -162,7 +159,7 @@ def _count_before(ent: SpacySpan) -> int | None:
     return None
 
 
-def _therapy(ent: SpacySpan, equivalence: dict[str, float], times: list[SpacySpan],
+def _therapy(ent: SpacySpan, equivalence: dict[str, float], days_ago: float | None,
              proxy: Proxy | None) -> TherapyFact:
     ctx = _context(ent, proxy)
     name = ent._.ctm_concept or ent.text.lower()
@@ -172,7 +169,7 @@ def _therapy(ent: SpacySpan, equivalence: dict[str, float], times: list[SpacySpa
     return TherapyFact(name=name, span=_span(ent), classes=classes, response=_response_for(ent),
                        status=_status_for(ent, ctx, dose is not None), dose_mg_day=dose,
                        prednisone_eq_mg_day=round(dose * factor, 3) if dose is not None and factor else None,
-                       context=ctx, days_ago=_days_ago_for(ent, times))
+                       context=ctx, days_ago=days_ago)
 
 
 def _patient_age(doc: Doc, proxy: Proxy | None, read_age) -> dict | None:  # type: ignore[no-untyped-def]
@@ -213,10 +210,11 @@ def doc_to_profile(doc: Doc, equivalence: dict[str, float] | None = None) -> Pat
     from nlp.components.measurements import measurement_to_lab_fact
 
     equivalence = equivalence or {}
-    times = _time_spans(doc)
+    ents = list(doc.ents)
+    days_ago = _days_ago(ents, _time_spans(doc))
     proxy = find_proxy(doc.text)
     conditions, therapies, counts = [], [], []
-    for ent in doc.ents:
+    for ent in ents:
         if ent.label_ == DRUG_LABEL:
             if ent._.ctm_is_class:
                 n = _count_before(ent)
@@ -224,12 +222,12 @@ def doc_to_profile(doc: Doc, equivalence: dict[str, float] | None = None) -> Pat
                     counts.append(TherapyCount(drug_class=ent._.ctm_concept, count=n, span=_span(ent),
                                                response=_response_for(ent)))
                     continue
-            therapies.append(_therapy(ent, equivalence, times, proxy))
+            therapies.append(_therapy(ent, equivalence, days_ago.get((ent.start, ent.end)), proxy))
             continue
         conditions.append(ConditionFact(
             concept=ent._.ctm_concept or ent.text.lower(), span=_span(ent), category=ent.label_.lower(),
             code=ent._.ctm_code, qualifier=ent._.ctm_qualifier, context=_context(ent, proxy),
-            days_ago=_days_ago_for(ent, times)))
+            days_ago=days_ago.get((ent.start, ent.end))))
     measurements = list(doc.spans["ctm_measurements"]) if "ctm_measurements" in doc.spans else []
     labs = [measurement_to_lab_fact(m) for m in measurements]
     age = _patient_age(doc, proxy, read_age)

@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from enum import Enum
 
+from assistant.matching.policy import ClosedWorldPolicy, load_policy
 from models.domain import (
     ConditionFact,
     CriterionKind,
@@ -56,6 +57,7 @@ class Finding:
     assumed: bool = False  # closed-world "not mentioned" reading
     key: str | None = None  # what one answer would resolve, e.g. "lab:upcr"
     question: str | None = None
+    basis: str | None = None  # the closed-world policy's reason for an assumed absence
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +69,8 @@ class CheckContext:
     closed_world: bool = False  # "not mentioned" reads as absent (set per requirement)
     study_concepts: frozenset[str] = frozenset()  # the trial's conditions under study
     absence_is_phrasing: bool = False  # exclusion worded "No X"/"Must not ...": X is what excludes
+    policy: ClosedWorldPolicy | None = None  # None: the bundled data/rules/closed_world.json
+    category_of: Callable[[str], str | None] = field(default=lambda concept: None)  # lexicon category
 
 
 # --------------------------------------------------------------------------- helpers
@@ -450,16 +454,21 @@ def check_requirement(profile: PatientProfile, req: Requirement, ctx: CheckConte
     if (ctx.kind is CriterionKind.EXCLUSION and not req.present and ctx.absence_is_phrasing
             and req.type in ("condition", "therapy", "lab")):
         req = replace(req, present=True)  # "Exclusion: no evidence of X" is read as "X excludes"
-    ctx = replace(ctx, closed_world=(ctx.kind is CriterionKind.EXCLUSION) == req.present)
+    looks_for_exclusion = (ctx.kind is CriterionKind.EXCLUSION) == req.present
+    reading = (ctx.policy or load_policy()).reading(req, ctx.is_a, ctx.category_of) if looks_for_exclusion else None
+    ctx = replace(ctx, closed_world=bool(reading and reading.assume_absent))
     if (ctx.kind is CriterionKind.EXCLUSION and req.type == "therapy" and req.min_days_ago is not None
             and req.within_days is None):
         req = replace(req, within_days=req.min_days_ago, min_days_ago=None)
     finding = CHECKS[req.type](profile, req, ctx)
+    if reading is not None and finding.assumed:
+        finding = replace(finding, basis=reading.why)
+    elif reading is not None and finding.truth is Truth.UNKNOWN and not finding.evidence:
+        finding = replace(finding, clause=f"{finding.clause} (not assumed absent: {reading.why})")
     if req.present:
         return finding
     # "no prior CAR-T": satisfied when the patient does NOT have it
-    return Finding(finding.truth.invert(), ("absence required: " + finding.clause), finding.evidence,
-                   finding.missing, finding.assumed, finding.key, finding.question)
+    return replace(finding, truth=finding.truth.invert(), clause="absence required: " + finding.clause)
 
 
 # --------------------------------------------------------------------------- combining
@@ -550,13 +559,25 @@ def check_criterion(profile: PatientProfile, criterion: CriterionText, criterion
     if logic == "list":  # a list of items: any one excludes; every one is required for inclusion
         logic = "any" if criterion.kind is CriterionKind.EXCLUSION else "all"
     truth, deciding = combine(findings, logic)
+    policy = ctx.policy or load_policy()
     if (truth is Truth.YES and criterion.kind is CriterionKind.INCLUSION and all(f.assumed for f in deciding)
-            and not STATED_ABSENCE_RE.match(criterion.text)):
+            and (not STATED_ABSENCE_RE.match(criterion.text) or policy.mentions_test(criterion.text))):
         # silence establishes an inclusion only when the whole criterion is an absence ("No prior X",
-        # "Not pregnant"), not when an absence is buried in a longer requirement
+        # "Not pregnant"), not when an absence is buried in a longer requirement, and never a test result
+        why = policy.test_why if policy.mentions_test(criterion.text) else "the description does not establish it"
         truth = Truth.UNKNOWN
-        findings = [replace(f, truth=Truth.UNKNOWN, assumed=False,
+        findings = [replace(f, truth=Truth.UNKNOWN, assumed=False, clause=f"{f.clause} ({why})",
                             missing=f.missing or f"confirmation of: {f.clause}") for f in findings]
+        deciding = findings
+    residue = uncovered_words(criterion.text, (*parsed.requirements, *parsed.guards))
+    if truth is Truth.YES and len(residue) >= UNCOVERED_LIMIT:
+        # a verdict stands only on what was read: a criterion with content the parser did not structure
+        # is not settled by the part it did ("Women 18-45 living in the study area" is not met by age and sex)
+        truth = Truth.UNKNOWN
+        rest = ", ".join(residue[:6])
+        findings = [replace(f, truth=Truth.UNKNOWN, clause=f"{f.clause}; the rest of the criterion ({rest}) was "
+                            f"not checked", missing=f"a clinician's check of: {rest}", key=None, question=None)
+                    for f in findings]
         deciding = findings
     verdict = VERDICT_OF[truth]
     clauses = "; ".join(dict.fromkeys(f.clause for f in deciding))
@@ -574,7 +595,8 @@ def check_criterion(profile: PatientProfile, criterion: CriterionText, criterion
         asked = next((f for f in unknown if f.key), None)
         key, question = (asked.key, asked.question) if asked else (None, None)
     elif assumed:
-        reason += " (Assumed absent because the description does not mention it.)"
+        basis = next((f.basis for f in deciding if f.assumed and f.basis), "the description does not mention it")
+        reason += f" (Assumed absent: {basis}.)"
     return CriterionVerdict(**base, verdict=verdict, reason=reason, evidence=_evidence(deciding),
                             missing=missing or None, question_key=key, question=question, assumed=assumed)
 
@@ -600,10 +622,35 @@ GENERIC_WORDS = frozenset({
     "will", "been", "being", "also", "such", "then", "from", "into", "over", "under", "only",
 })
 _WORD_RE = re.compile(r"[a-z][a-z-]{3,}")
+FILLER_WORDS = frozenset({
+    "male", "female", "males", "females", "women", "woman", "aged", "adult", "adults", "children", "child",
+    "years", "year-old", "old", "both", "either", "neither", "sexes", "gender", "inclusive", "ages", "age",
+    "documented", "confirmed", "diagnosis", "history", "must", "meet", "meets", "criteria", "following", "least",
+    "greater", "equal", "less", "above", "below", "more", "positive", "negative", "present", "presence",
+    "absence", "absent", "prior", "previous", "previously", "current", "ongoing", "active", "any", "all",
+    "other", "known", "suspected", "participants", "volunteers", "healthy", "stable", "treated",
+    "mg/dl", "g/dl", "upper", "limit", "uln", "times",
+})
 
 
 def _content_stems(text: str) -> set[str]:
     return {w[:5] for w in _WORD_RE.findall(text.lower()) if w not in GENERIC_WORDS}
+
+
+UNCOVERED_LIMIT = 5  # content words outside every parsed requirement that make a positive verdict unsure
+
+
+def uncovered_words(text: str, requirements: Sequence[Requirement]) -> list[str]:
+    """Content words of a criterion that no parsed requirement covers (in text order)."""
+    covered = sorted((r.span.start, r.span.end) for r in requirements)
+    out: list[str] = []
+    for m in _WORD_RE.finditer(text.lower()):
+        word = m.group(0)
+        if word in GENERIC_WORDS or word in FILLER_WORDS or any(a <= m.start() < b for a, b in covered):
+            continue
+        if word not in out:
+            out.append(word)
+    return out
 
 
 def _unstructured_verdict(profile: PatientProfile, criterion: CriterionText, quoted: str,

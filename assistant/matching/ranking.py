@@ -8,10 +8,11 @@ criteria become ``not_applicable`` with a reason naming the chosen cohort.
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 
 from assistant.matching.checks import CheckContext, IsA, Truth, check_criterion, check_requirement
+from assistant.matching.policy import ClosedWorldPolicy
 from models.domain import (
     Comparator,
     CriterionKind,
@@ -136,24 +137,70 @@ def study_concepts(trial: TrialRecord) -> frozenset[str]:
     return frozenset(trial.concepts).union(required)
 
 
+def affirmed_concepts(profile: PatientProfile) -> frozenset[str]:
+    """Conditions the patient has: not negated, not a relative's, not planned, not merely suspected."""
+    return frozenset(f.concept for f in profile.conditions
+                     if not (f.context.negated or f.context.family or f.context.hypothetical or f.context.uncertain))
+
+
+def studied_conditions(trial: TrialRecord, is_a: IsA) -> frozenset[str]:
+    """What a trial studies: its title/condition concepts and the conditions its inclusion criteria require, keeping
+    only the most specific ones (a broad category such as "malignancy" in "Tumors of the Thyroid" says less than
+    "thyroid cancer" next to it and would make every cancer patient look relevant)."""
+    required = (c for crit in trial.criteria if crit.kind is CriterionKind.INCLUSION and crit.parsed
+                and crit.parsed.logic != "any"  # one option of a list ("arthritis, rash or serositis") is no topic
+                for r in crit.parsed.requirements if r.type == "condition" and r.present for c in r.concepts)
+    study = frozenset(trial.concepts).union(required)
+    return frozenset(c for c in study if not any(o != c and is_a(o, c) for o in study))
+
+
+def topical_concepts(profile: PatientProfile, trial: TrialRecord, is_a: IsA) -> tuple[str, ...]:
+    """The patient's affirmed conditions that the trial studies (same concept, or one is a kind of the other)."""
+    study = studied_conditions(trial, is_a)
+    return tuple(sorted(c for c in affirmed_concepts(profile)
+                        if any(c == s or is_a(c, s) or is_a(s, c) for s in study)))
+
+
 def evaluate_trial(profile: PatientProfile, trial: TrialRecord, relevance: float, is_a: IsA,
-                   max_relevance: float = 1.0) -> TrialMatch:
-    """Every verdict of one trial, its label and combined score."""
+                   max_relevance: float = 1.0, *, policy: ClosedWorldPolicy | None = None,
+                   category_of: Callable[[str], str | None] | None = None,
+                   related: IsA | None = None) -> TrialMatch:
+    """Every verdict of one trial, its label and combined score.
+
+    A trial is ``eligible`` only when it studies one of the patient's affirmed conditions or accepts healthy
+    volunteers: passing the few criteria that could be read (often only age) does not make an unrelated trial
+    a match. ``related`` is the broad ontology used for "what the trial is about" (all is-a links); ``is_a`` the
+    curated one used to check criteria.
+    """
     criteria = list(trial.criteria)
     study = study_concepts(trial)
-    verdicts = [check_criterion(profile, c, trial.criterion_id(c), CheckContext(c.kind, is_a, study_concepts=study))
+    extra = {"policy": policy} if policy is not None else {}
+    if category_of is not None:
+        extra["category_of"] = category_of
+    verdicts = [check_criterion(profile, c, trial.criterion_id(c),
+                                CheckContext(c.kind, is_a, study_concepts=study, **extra))
                 for c in criteria]
     verdicts = _with_children(criteria, verdicts)
     verdicts, cohort = _apply_cohorts(criteria, verdicts)
     all_verdicts = _field_verdicts(profile, trial, is_a) + verdicts
     label = label_of(all_verdicts)
+    topical = topical_concepts(profile, trial, related or is_a)
+    if label is TrialLabel.ELIGIBLE and not topical and not trial.healthy_volunteers:
+        label = TrialLabel.POSSIBLY_ELIGIBLE
     rel = relevance / max_relevance if max_relevance > 0 else 0.0
     score = RELEVANCE_WEIGHT * rel + ELIGIBILITY_WEIGHT * eligibility_score(all_verdicts)
     return TrialMatch(nct_id=trial.nct_id, title=trial.title, score=round(score, 4), relevance=round(relevance, 4),
                       label=label, criteria=tuple(all_verdicts), cohort=cohort,
-                      overall_status=trial.overall_status, phases=trial.phases)
+                      overall_status=trial.overall_status, phases=trial.phases, topical=topical)
+
+
+def is_unrelated(profile: PatientProfile, trial: TrialRecord, match: TrialMatch, related: IsA) -> bool:
+    """When both the patient's conditions and the trial's studied conditions are known and none meet, the trial is
+    about something else (a lupus trial for a man with lung cancer)."""
+    return not match.topical and bool(affirmed_concepts(profile)) and bool(studied_conditions(trial, related))
 
 
 def rank_matches(matches: Sequence[TrialMatch]) -> list[TrialMatch]:
-    """Eligible and possibly eligible first (by score), ineligible after them (by score)."""
-    return sorted(matches, key=lambda m: (m.label is TrialLabel.INELIGIBLE, -m.score, m.nct_id))
+    """Trials that study the patient's conditions first: those the patient may join (by score), then those the
+    patient fails (with their "why not"); trials about other conditions after all of them."""
+    return sorted(matches, key=lambda m: (not m.topical, m.label is TrialLabel.INELIGIBLE, -m.score, m.nct_id))

@@ -78,10 +78,11 @@ SCHEMAS: dict[str, Any] = {
                   "overall_status": NULLABLE_STR, "phases": {"type": "array", "items": {"type": "string"}},
                   "cohort": NULLABLE_STR, "nearest_site_km": {"type": ["number", "null"]},
                   "criteria": {"type": "array", "items": _ref("Criterion")},
-                  "questions": {"type": "array", "items": _ref("Question")}}},
+                  "questions": {"type": "array", "items": _ref("Question")},
+                  "relevant_conditions": {"type": "array", "items": {"type": "string"}}}},
     "MatchResult": {"type": "object", "required": ["profile", "matches", "questions"], "properties": {
         "profile": {"type": "object"}, "matches": {"type": "array", "items": _ref("Match")},
-        "questions": {"type": "array", "items": _ref("Question")}}},
+        "questions": {"type": "array", "items": _ref("Question")}, "notice": NULLABLE_STR}},
     "TrialSummary": {"type": "object", "required": ["nct_id", "title"], "properties": {
         "nct_id": {"type": "string"}, "title": {"type": "string"}, "overall_status": NULLABLE_STR}},
     "TrialPage": {"type": "object", "required": ["total", "trials"], "properties": {

@@ -39,6 +39,7 @@ from nlp import units
 __all__ = [
     "DEFAULT_LABS_PATH",
     "SPANS_KEY",
+    "MENTIONS_KEY",
     "LabRulesError",
     "LabRule",
     "FindingRule",
@@ -49,10 +50,14 @@ __all__ = [
     "load_lab_rules",
     "measurement_to_lab_fact",
     "make_measurements",
+    "read_comparator",
 ]
 
 DEFAULT_LABS_PATH = Path(__file__).resolve().parents[2] / "data" / "rules" / "labs.json"
 SPANS_KEY = "ctm_measurements"
+# Every lab name, with or without a value: a criterion may name a test alone in a list of alternatives
+# ("ANA >= 1:80 or anti-dsDNA"), and only the criterion parser can tell what a bare name requires.
+MENTIONS_KEY = "ctm_lab_mentions"
 EXTENSION = "ctm_measurement"
 _REGISTRY = "ctm_measurement_values"
 _KINDS = frozenset({"lab", "vital", "score"})
@@ -350,6 +355,12 @@ _POLARITY_MAP = {
 }
 
 
+def read_comparator(text: str, pos: int = 0) -> tuple[str, int] | None:
+    """Comparator ("<=", ">", ...) written at ``pos`` ("≤", "no more than", "up to") and where it ends."""
+    match = _COMP.match(text, pos)
+    return (_comparator(match), match.end()) if match else None
+
+
 def _polarity(word: str) -> str | None:
     key = re.sub(r"\s+", "", word.lower())
     return _POLARITY_MAP.get(key)
@@ -545,6 +556,12 @@ class MeasurementExtractor:
             found.extend(made)
             consumed = max(consumed, end)
         return _dedupe(found)
+
+    def mentions(self, text: str) -> list[tuple[int, int, tuple[str, ...]]]:
+        """(start, end, lab names) of every non-postfix lab name in ``text``, value or not."""
+        text = text[: self.max_chars]
+        return [(h.start, h.end, h.entry.names()) for h in self._find_names(text)
+                if h.entry.lab is not None and not h.entry.postfix]
 
     # ------------------------------------------------------------------ names
 
@@ -986,6 +1003,11 @@ class MeasurementRecognizer:
             registry[_registry_key(span)] = found.to_dict()
             spans.append(span)
         doc.spans[self.spans_key] = spans
+        mentions = []
+        for start, end, names in self.extractor.mentions(doc.text):
+            span = doc.char_span(start, end, alignment_mode="expand")
+            mentions += [Span(doc, span.start, span.end, label=name) for name in names if span is not None]
+        doc.spans[MENTIONS_KEY] = mentions
         return doc
 
 

@@ -10,6 +10,9 @@ Output: ``doc.spans["ctm_time"]`` with ``span._.ctm_time`` = {"days", "relation"
 "duration", "since"; ``year`` is the calendar year when the text gives one, or
 when it can be computed from a reference date.
 
+``attach_times`` decides which fact (condition or drug span) each "ago"/"since"
+expression dates: only the one it modifies, not every fact in its sentence.
+
 The component never reads the clock: years become days only against
 ``doc._.ctm_reference_date`` (a date, datetime, int year or "YYYY-MM-DD") or,
 failing that, the ``reference_year`` config value; otherwise ``days`` stays None
@@ -18,16 +21,19 @@ for "in 2019" and the year is kept as written.
 # No ``from __future__ import annotations``: spaCy evaluates the factory annotations.
 import datetime as dt
 import re
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from spacy.language import Language
-from spacy.tokens import Doc, Span
+from spacy.tokens import Doc, Span, Token
 
 __all__ = [
+    "DATING_RELATIONS",
     "SPANS_KEY",
     "TimeMention",
     "TimingRecognizer",
+    "attach_times",
     "extract_times",
     "make_timing",
     "reference_year_of",
@@ -259,3 +265,177 @@ class TimingRecognizer:
                 spans.append(span)
         doc.spans[self.spans_key] = spans
         return doc
+
+
+# --------------------------------------------------------------------------- which fact a time expression dates
+#
+# Principle: a time expression dates only the fact it modifies: the nearest fact before it in its own
+# clause, else the nearest one after it, together with the facts coordinated with that one ("X and Y 9
+# months ago"); every other fact in the sentence stays undated. Clauses end at sentence punctuation,
+# contrast words, a new subject, and at ",", "and", "or" unless those join two facts of a list. A time
+# expression that opens its clause ("8 months ago, she started X") dates the first fact of the next
+# clause; one in a fact-less clause right after "X," ("X, diagnosed 4 years ago") dates X.
+
+DATING_RELATIONS = frozenset({"ago", "since"})
+_SENTENCE_END = frozenset({".", "!", "?", ";"})
+_CLAUSE_WORDS = frozenset({"but", "however", "although", "though", "whereas", "while", "because", "which", "who",
+                           "whom", "whose", "so", "then", "yet", "except", "instead", ":", "(", ")"})
+_SUBJECTS = frozenset({"i", "he", "she", "we", "they"})
+_COORDINATORS = frozenset({",", "and", "or", "nor", "&", "/", "plus"})
+_LIST_FILLERS = frozenset({"any", "other", "a", "an", "the", "either", "neither", "both", "also", "well", "as"})
+_APPOSITION = frozenset({",", "("})
+_MAX_JOINER = 4  # list separators are short: ", and any other" at most
+_MAX_ATTRIBUTES = 6  # dose details between a drug and its appositive: "rituximab 1 g x2 (completed ...)"
+_DOSE_WORDS = frozenset({"mg", "g", "mcg", "µg", "ml", "iu", "units", "unit", "x", "/", "per", "day", "daily",
+                         "weekly", "monthly", "bid", "tid", "qd", "iv", "po", "sc", "sq", "im"})
+
+
+class _Clauses:
+    """Token -> (sentence, clause) numbering of a doc, given its facts and time expressions."""
+
+    def __init__(self, doc: Doc, facts: Sequence[Span], times: Sequence[Span]) -> None:
+        self.doc = doc
+        self.owner: list[int | None] = [None] * len(doc)
+        self.timed = [False] * len(doc)
+        for index, fact in enumerate(facts):
+            for i in range(fact.start, fact.end):
+                self.owner[i] = index
+        for span in times:
+            for i in range(span.start, span.end):
+                self.timed[i] = True
+        self.sentence = [0] * len(doc)
+        self.clause = [0] * len(doc)
+        self.clause_start: dict[int, int] = {0: 0}
+        self.lead: dict[int, int] = {}  # clause -> its first word that is not a connective
+        self._number()
+        self.members: dict[int, list[int]] = {}
+        for index, fact in enumerate(facts):
+            self.members.setdefault(self.clause[fact.start], []).append(index)
+
+    def _number(self) -> None:
+        sentence = clause = 0
+        content = False
+        for tok in self.doc:
+            i = tok.i
+            if self.owner[i] is None and not self.timed[i]:
+                strong = tok.text in _SENTENCE_END or (tok.is_space and "\n" in tok.text) or bool(
+                    i and tok.is_sent_start)
+                if strong:
+                    sentence += 1
+                if (strong or self._opens_clause(i)) and content:
+                    clause, content = clause + 1, False
+                    self.clause_start[clause] = i
+            if not _connective(tok):
+                content = True
+                self.lead.setdefault(clause, i)
+            self.sentence[i], self.clause[i] = sentence, clause
+
+    def _opens_clause(self, i: int) -> bool:
+        low = self.doc[i].lower_
+        if low in _CLAUSE_WORDS or low in _SUBJECTS:
+            return True
+        return low in _COORDINATORS and not self._joins_facts(i)
+
+    def _joins_facts(self, i: int) -> bool:
+        """Whether the coordinator at ``i`` stands between two facts ("X, Y or any Z")."""
+        before = i - 1
+        while before >= max(0, i - _MAX_JOINER) and self.owner[before] is None and \
+                self.doc[before].lower_ in _COORDINATORS:
+            before -= 1
+        after, stop = i + 1, min(len(self.doc), i + 1 + _MAX_JOINER)
+        while after < stop and self.owner[after] is None and (
+                self.doc[after].lower_ in _COORDINATORS or self.doc[after].lower_ in _LIST_FILLERS):
+            after += 1
+        return before >= 0 and self.owner[before] is not None and after < len(self.doc) and \
+            self.owner[after] is not None
+
+    def facts_in(self, clause: int) -> list[int]:
+        return self.members.get(clause, [])
+
+    def coordinated(self, index: int, facts: Sequence[Span]) -> list[int]:
+        """``index`` and the facts of its clause joined to it by coordinators only."""
+        ordered = sorted(self.facts_in(self.clause[facts[index].start]), key=lambda k: facts[k].start)
+        pos = ordered.index(index)
+        group = {index}
+        for step in (-1, 1):
+            j = pos
+            while 0 <= j + step < len(ordered):
+                left, right = sorted((facts[ordered[j]], facts[ordered[j + step]]), key=lambda f: f.start)
+                if right.start - left.end > _MAX_JOINER or not all(
+                        t.lower_ in _COORDINATORS or t.lower_ in _LIST_FILLERS for t in self.doc[left.end:right.start]):
+                    break
+                j += step
+                group.add(ordered[j])
+        return sorted(group)
+
+    def appositive_head(self, clause: int) -> int | None:
+        """The fact a clause opened by "," or "(" describes: the fact just before it, dose details aside."""
+        start = self.clause_start[clause]
+        if start == 0 or self.doc[start].text not in _APPOSITION:
+            return None
+        i = start - 1
+        while i >= max(0, start - _MAX_ATTRIBUTES) and self.owner[i] is None and _attribute(self.doc[i]):
+            i -= 1
+        return self.owner[i] if i >= 0 else None
+
+    def opens(self, span: Span) -> bool:
+        """Whether only punctuation and connectives precede ``span`` in its clause."""
+        return self.lead.get(self.clause[span.start]) == span.start
+
+
+def _attribute(tok: Token) -> bool:
+    """A token of a dose or count written after a drug ("1 g x2", "500 mg daily")."""
+    return any(c.isdigit() for c in tok.text) or tok.lower_ in _DOSE_WORDS
+
+
+def _connective(tok: Token) -> bool:
+    low = tok.lower_
+    return tok.is_punct or tok.is_space or low in _COORDINATORS or low in _CLAUSE_WORDS
+
+
+def _distance(fact: Span, time: Span) -> tuple[int, int]:
+    """(side, tokens between): a fact before the time wins over one after it, then the nearer one.
+
+    A time adverbial closes the clause it dates ("X was stopped 2 years ago for Y" dates X);
+    only when no fact precedes it in the clause does it date the fact after it.
+    """
+    if fact.end <= time.start:
+        return 0, time.start - fact.end
+    return 1, max(0, fact.start - time.end)
+
+
+def _targets(time: Span, facts: Sequence[Span], clauses: _Clauses) -> list[int]:
+    clause = clauses.clause[time.start]
+    own = clauses.facts_in(clause)
+    if own:
+        nearest = min(own, key=lambda k: _distance(facts[k], time))
+        return clauses.coordinated(nearest, facts)
+    if clauses.opens(time):
+        later = [k for k in clauses.facts_in(clause + 1)
+                 if clauses.sentence[facts[k].start] == clauses.sentence[time.start]]
+        if later:
+            return clauses.coordinated(min(later, key=lambda k: facts[k].start), facts)
+        return []
+    head = clauses.appositive_head(clause)
+    if head is not None and clauses.sentence[facts[head].start] == clauses.sentence[time.start]:
+        return [head]
+    return []
+
+
+def attach_times(facts: Sequence[Span], times: Iterable[Span]) -> dict[int, Span]:
+    """Position in ``facts`` -> the "ago"/"since" expression that dates that fact.
+
+    ``facts`` are spans of one doc (conditions, drugs); ``times`` the ``ctm_time``
+    spans. A fact claimed by two expressions keeps the nearer one.
+    """
+    dating = [t for t in times if (t._.ctm_time or {}).get("relation") in DATING_RELATIONS]
+    if not facts or not dating:
+        return {}
+    clauses = _Clauses(facts[0].doc, facts, dating)
+    best: dict[int, tuple[tuple[int, int], Span]] = {}
+    for time in dating:
+        for k in _targets(time, facts, clauses):
+            dist = _distance(facts[k], time)
+            if k not in best or dist < best[k][0]:
+                best[k] = (dist, time)
+    return {k: time for k, (_, time) in best.items()}

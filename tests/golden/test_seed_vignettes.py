@@ -52,5 +52,5 @@ def test_seed_vignette(case, seed_runtime):
         assert match.cohort and case["expect_cohort_contains"] in match.cohort.lower()
 
 
-def test_at_least_twelve_vignettes():
-    assert len(CASES) >= 12
+def test_at_least_thirty_vignettes():
+    assert len(CASES) >= 30

@@ -35,6 +35,11 @@ def _same_concept(lexicon, expected: str, got: str) -> bool:
                                   or lexicon.is_a(entry.concept, got))
 
 
+def _same_days(expected: float | None, got: float | None) -> bool:
+    """An annotated ``days_ago`` (None: the text does not date this fact) against the extracted one."""
+    return got is None if expected is None else got is not None and abs(got - expected) < 1e-6
+
+
 def _same_drug(lexicon, expected: str, got: str) -> bool:
     if expected == got:
         return True
@@ -77,6 +82,9 @@ def scored(nlp):
                     tally[f"{flag}_ok"] += getattr(hit.context, flag)
                 elif getattr(hit.context, flag):
                     tally[f"{flag}_fp"] += 1
+            if "days_ago" in c:
+                tally["days_n"] += 1
+                tally["days_ok"] += _same_days(c["days_ago"], hit.days_ago)
         for lab in exp.get("labs", []):
             start, end = _locate(text, lab["term"])
             tally["lab_n"] += 1
@@ -101,6 +109,9 @@ def scored(nlp):
             if t.get("negated"):
                 tally["drug_neg_n"] += 1
                 tally["drug_neg_ok"] += hit.context.negated
+            if "days_ago" in t:
+                tally["days_n"] += 1
+                tally["days_ok"] += _same_days(t["days_ago"], hit.days_ago)
     rates = {k[:-3]: tally[k] / tally[k[:-3] + "_n"] for k in tally if k.endswith("_ok") and tally[k[:-3] + "_n"]}
     print("\npatient-profile figures:", json.dumps({k: round(v, 3) for k, v in sorted(rates.items())}),
           "false flags:", {k: tally[k] for k in tally if k.endswith("_fp")})
@@ -114,7 +125,7 @@ def test_enough_cases_in_varied_styles():
 
 @pytest.mark.parametrize("category,floor", [
     ("age", 0.9), ("sex", 0.9), ("cond", 0.7), ("negated", 0.75), ("family", 0.75), ("lab", 0.75),
-    ("lab_value", 0.85), ("drug", 0.75), ("drug_neg", 0.6)])
+    ("lab_value", 0.85), ("drug", 0.75), ("drug_neg", 0.6), ("days", 0.9)])
 def test_extraction_quality_floor(scored, category, floor):
     rates, _, misses = scored
     assert rates[category] >= floor, (rates, misses[:40])

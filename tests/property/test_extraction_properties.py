@@ -26,7 +26,7 @@ from models.domain import ParsedCriterion, PatientProfile, Span
 from nlp.criterion_parser import parse_criteria
 from nlp.profile import MAX_TEXT_CHARS, extract_profile
 
-TIME_LIMIT = 3.0  # seconds per call on <= 20,000 characters
+TIME_LIMIT = 10.0  # CPU seconds per call on <= 20,000 characters: catches blow-ups, not a speed goal
 HEALTH = [HealthCheck.function_scoped_fixture, HealthCheck.too_slow, HealthCheck.data_too_large]
 FAST = settings(max_examples=60, deadline=None, suppress_health_check=HEALTH)
 
@@ -68,17 +68,17 @@ def check_profile(text: str, profile: PatientProfile) -> None:
 
 
 def timed_extract(nlp, text: str) -> PatientProfile:
-    started = time.perf_counter()
+    started = time.process_time()
     profile = extract_profile(nlp, text)
-    elapsed = time.perf_counter() - started
+    elapsed = time.process_time() - started
     assert elapsed < TIME_LIMIT, f"extract_profile took {elapsed:.2f}s on {len(text)} chars: {text[:80]!r}..."
     return profile
 
 
 def timed_parse(nlp, text: str) -> ParsedCriterion:
-    started = time.perf_counter()
+    started = time.process_time()
     out = parse_criteria(nlp, [text])
-    elapsed = time.perf_counter() - started
+    elapsed = time.process_time() - started
     assert elapsed < TIME_LIMIT, f"parse_criteria took {elapsed:.2f}s on {len(text)} chars: {text[:80]!r}..."
     assert isinstance(out, list) and len(out) == 1
     assert isinstance(out[0], ParsedCriterion)

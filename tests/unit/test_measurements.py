@@ -291,3 +291,48 @@ def test_component_reads_a_custom_labs_file(tmp_path) -> None:
     doc = pipeline("Serum zinc 65 ug/dL, platelets 90")
     spans = doc.spans["ctm_measurements"]
     assert [(s.label_, s._.ctm_measurement["value"]) for s in spans] == [("zinc", 65.0)]
+
+
+# --------------------------------------------------------------------------- autoantibodies and bare names
+
+
+@pytest.mark.parametrize("text", [
+    "Serology: positive anti-THSD7A",  # criterion style: result before the test
+    "anti-THSD7A antibodies positive",  # patient style: result after the test
+    "her anti-THSD7A antibody was positive in March",
+    "THSD7A antibody: positive",
+])
+def test_antibody_polarity_reads_both_ways(nlp, text: str) -> None:
+    assert one(nlp, text, "anti_thsd7a")["polarity"] == "positive"
+
+
+@pytest.mark.parametrize("text, polarity", [
+    ("anti-SSB antibodies were negative", "negative"),
+    ("negative anti-GBM antibody", "negative"),
+    ("Anti-U1 RNP positive", "positive"),
+])
+def test_added_autoantibodies_are_known(nlp, text: str, polarity: str) -> None:
+    assert [m["polarity"] for m in read(nlp, text)] == [polarity]
+
+
+def test_patient_fact_from_trailing_antibody_result(nlp) -> None:
+    doc = nlp("anti-phospholipase A2 receptor antibody was positive (92 RU/mL)")
+    facts = [measurement_to_lab_fact(s) for s in doc.spans["ctm_measurements"]]
+    assert [(f.name, f.polarity) for f in facts if f] == [("anti_pla2r", "positive")]
+
+
+def test_bare_lab_names_are_kept_as_mentions_only(nlp) -> None:
+    from nlp.components.measurements import MENTIONS_KEY
+
+    doc = nlp("C3 below LLN, or anti-Ro")
+    assert [s.label_ for s in doc.spans[MENTIONS_KEY]] == ["c3", "anti_ro"]
+    assert [s.label_ for s in doc.spans["ctm_measurements"]] == ["c3"]  # a bare name is no measurement
+
+
+@pytest.mark.parametrize("text, comparator", [("≤ 5", "<="), ("no more than 5", "<="), ("exceeding 5", ">"),
+                                               ("at least 5", ">="), ("5", None)])
+def test_read_comparator(text: str, comparator: str | None) -> None:
+    from nlp.components.measurements import read_comparator
+
+    found = read_comparator(text)
+    assert (found[0] if found else None) == comparator

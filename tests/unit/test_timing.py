@@ -5,7 +5,7 @@ import datetime as dt
 import pytest
 import spacy
 
-from nlp.components.timing import extract_times, reference_year_of
+from nlp.components.timing import attach_times, extract_times, reference_year_of
 
 
 @pytest.fixture(scope="module")
@@ -111,3 +111,66 @@ def test_extract_times_is_pure_text() -> None:
 def test_garbage_input_does_not_crash(nlp, text: str) -> None:
     for _, found in times(nlp, text):
         assert found["relation"] in {"ago", "within", "at_least", "duration", "since"}
+
+
+# --------------------------------------------------------------------------- which fact a time expression dates
+
+
+def _dated(nlp, text: str, facts: list[str]) -> dict[str, str | None]:
+    """Fact words -> the time expression that ``attach_times`` gives them (facts are single tokens here)."""
+    from spacy.tokens import Span
+
+    doc = nlp(text)
+    spans = [Span(doc, tok.i, tok.i + 1, label="FACT") for tok in doc if tok.text in facts]
+    attached = attach_times(spans, doc.spans["ctm_time"])
+    return {span.text: attached[i].text if i in attached else None for i, span in enumerate(spans)}
+
+
+@pytest.mark.parametrize(("text", "facts", "expected"), [
+    # the fact a time expression follows, in its own clause
+    ("Vasculitis was confirmed 5 years ago, and she now takes azathioprine.", ["Vasculitis", "azathioprine"],
+     {"Vasculitis": "5 years ago", "azathioprine": None}),
+    # the fact it precedes when it opens the clause
+    ("Three weeks ago she began colchicine for gout.", ["colchicine", "gout"],
+     {"colchicine": "Three weeks ago", "gout": None}),
+    ("Six months ago, he stopped ustekinumab.", ["ustekinumab"], {"ustekinumab": "Six months ago"}),
+    # an appositive clause dates the fact it is attached to
+    ("Sarcoidosis, diagnosed 2 years ago, treated with prednisone.", ["Sarcoidosis", "prednisone"],
+     {"Sarcoidosis": "2 years ago", "prednisone": None}),
+    # "and" + a verb starts a new clause; "and" between two facts does not
+    ("He has gout and was started on allopurinol 4 months ago.", ["gout", "allopurinol"],
+     {"gout": None, "allopurinol": "4 months ago"}),
+    ("She got infliximab and vedolizumab 10 weeks ago, then mesalamine.", ["infliximab", "vedolizumab",
+                                                                        "mesalamine"],
+     {"infliximab": "10 weeks ago", "vedolizumab": "10 weeks ago", "mesalamine": None}),
+    # a contrast word ends the clause
+    ("Pneumonia 3 months ago but no sepsis.", ["Pneumonia", "sepsis"], {"Pneumonia": "3 months ago", "sepsis": None}),
+    # two time expressions, two facts
+    ("Etanercept 2 years ago and abatacept 5 months ago.", ["Etanercept", "abatacept"],
+     {"Etanercept": "2 years ago", "abatacept": "5 months ago"}),
+    # a clause without a fact and not opening one dates nothing
+    ("Anemia is known, and we moved 2 years ago.", ["Anemia"], {"Anemia": None}),
+])
+def test_a_time_expression_dates_only_its_own_fact(nlp, text: str, facts: list[str],
+                                                   expected: dict[str, str | None]) -> None:
+    assert _dated(nlp, text, facts) == expected
+
+
+def test_durations_and_windows_date_nothing(nlp) -> None:
+    assert _dated(nlp, "Methotrexate for 3 years.", ["Methotrexate"]) == {"Methotrexate": None}
+
+
+def test_attach_times_without_facts_or_times(nlp) -> None:
+    assert attach_times([], []) == {}
+    assert _dated(nlp, "Asthma and eczema.", ["Asthma", "eczema"]) == {"Asthma": None, "eczema": None}
+
+
+def test_the_fact_before_the_time_wins_over_a_nearer_one_after_it(nlp) -> None:
+    assert _dated(nlp, "Leflunomide was withdrawn 3 years ago for hepatitis.", ["Leflunomide", "hepatitis"]) == {
+        "Leflunomide": "3 years ago", "hepatitis": None}
+    assert _dated(nlp, "Hospitalized 2 weeks ago with pneumonia.", ["pneumonia"]) == {"pneumonia": "2 weeks ago"}
+
+
+def test_an_appositive_after_dose_details_dates_the_drug(nlp) -> None:
+    assert _dated(nlp, "Treatment: cyclophosphamide 500 mg x6 (finished 5 months ago), lisinopril.",
+                  ["cyclophosphamide", "lisinopril"]) == {"cyclophosphamide": "5 months ago", "lisinopril": None}
