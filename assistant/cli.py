@@ -290,6 +290,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--folds", type=int, default=5)
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--out", default="data/models/ranker.json")
+    t.add_argument("--features-cache", help="save the collected feature rows here, or reuse them if the file exists "
+                   "(to refit without re-running extraction and checks)")
     p.set_defaults(func=cmd_train)
     return parser
 

@@ -96,9 +96,12 @@ class Runtime:
         return build_pipeline(lexicon=self.lexicon)
 
     def extract(self, text: str) -> PatientProfile:
+        import datetime
+
         from nlp.profile import extract_profile
 
-        return extract_profile(self.pipeline, text)
+        # The rim reads the clock; the pipeline itself only ever sees the date handed to it.
+        return extract_profile(self.pipeline, text, reference_date=datetime.date.today())
 
     def parse_criteria(self, texts: Sequence[str]) -> list[ParsedCriterion]:
         from nlp.criterion_parser import parse_criteria

@@ -33,6 +33,18 @@ DEFAULT_CHECK_DEPTH = 60
 CONCEPT_WEIGHT = 0.3  # normalized conditions + synonyms, relative to the raw text (measured on dev sets)
 
 
+def query_text(profile: PatientProfile) -> str:
+    """The description without the mentions it denies or gives only for relatives: "no history of diabetes" or
+    "her mother had breast cancer" must not pull diabetes or breast cancer trials up."""
+    text = profile.text
+    spans = sorted({(f.span.start, f.span.end) for f in (*profile.conditions, *profile.therapies)
+                    if f.context.negated or f.context.family}, reverse=True)
+    for start, end in spans:
+        if 0 <= start < end <= len(text):
+            text = text[:start] + " " + text[end:]
+    return text
+
+
 def build_query(profile: PatientProfile, synonyms: Callable[[str], Iterable[str]]) -> list[tuple[str, float]]:
     """Weighted query parts: the text, the affirmed conditions with synonyms, the therapies.
 
@@ -47,7 +59,7 @@ def build_query(profile: PatientProfile, synonyms: Callable[[str], Iterable[str]
         concepts.append(fact.concept)
         concepts.extend(list(synonyms(fact.concept))[:4])
     therapies = [t.name for t in profile.therapies if not t.context.negated]
-    parts = [(profile.text, 1.0)]
+    parts = [(query_text(profile), 1.0)]
     if concepts:
         parts.append((" ; ".join(dict.fromkeys(concepts)), CONCEPT_WEIGHT))
     if therapies:
@@ -81,7 +93,8 @@ def match_profile(profile: PatientProfile, *, index: CorpusIndex, repo: TrialRep
     when its retrieval score reaches ``relevance_floor``; when nothing is left, the result carries a notice."""
     started = time.perf_counter()
     filters = filters if filters is not None else Filters()
-    hits = index.search(build_query(profile, synonyms), k=candidate_depth, filters=filters)
+    query = build_query(profile, synonyms)
+    hits = index.search(query, k=candidate_depth, filters=filters)
     checked_ids = hits.ids[:max(check_depth, top_k)]
     trials = repo.get_many(checked_ids)
     records = ensure_parsed([trials[i] for i in checked_ids if i in trials], parse)
@@ -91,7 +104,8 @@ def match_profile(profile: PatientProfile, *, index: CorpusIndex, repo: TrialRep
     matches = [evaluate_trial(profile, t, relevance[t.nct_id], is_a, top_rel, category_of=category_of,
                               related=related) for t in records]
     if ranker is not None:
-        matches = rescore(ranker, profile, matches, by_id, hits.ids, top_rel, related or is_a)
+        fields = index.field_scores(query, [m.nct_id for m in matches])
+        matches = rescore(ranker, profile, matches, by_id, hits.ids, top_rel, related or is_a, fields)
     matches = [m for m in matches if m.topical or (m.relevance >= relevance_floor and not is_unrelated(
         profile, by_id[m.nct_id], m, related or is_a))]
     ranked = rank_matches(matches)[:top_k]
@@ -115,12 +129,14 @@ OFF_TOPIC_NOTICE = ("None of these trials studies a condition recognised in the 
 
 
 def rescore(ranker: Any, profile: PatientProfile, matches: Sequence[TrialMatch], trials: dict[str, TrialRecord],
-            order: Sequence[str], top_rel: float, is_a: Callable[[str, str], bool]) -> list[TrialMatch]:
+            order: Sequence[str], top_rel: float, is_a: Callable[[str, str], bool],
+            fields: dict[str, Any]) -> list[TrialMatch]:
     """Scores from the learned ranker in place of the hand-set combination."""
     from assistant.matching.learned import features, score_matches
 
     rank = {nct: i for i, nct in enumerate(order)}
-    rows = [features(profile, trials[m.nct_id], m, rank.get(m.nct_id, len(order)), top_rel, is_a) for m in matches]
+    rows = [features(profile, trials[m.nct_id], m, rank.get(m.nct_id, len(order)), top_rel, is_a,
+                     {k: float(v[i]) for k, v in fields.items()}) for i, m in enumerate(matches)]
     return [replace(m, score=round(s, 4)) for m, s in zip(matches, score_matches(ranker, rows))]
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import pickle
 import random
 from pathlib import Path
 from typing import Any
@@ -32,7 +33,8 @@ def topic_rows(runtime: Any, qid: str, text: str, judged: dict[str, int]) -> dic
 
     index = runtime.ensure_index()
     profile = runtime.extract(text)
-    hits = index.search(build_query(profile, runtime.lexicon.synonyms), k=DEPTH, filters=Filters())
+    query = build_query(profile, runtime.lexicon.synonyms)
+    hits = index.search(query, k=DEPTH, filters=Filters())
     check = int(runtime.settings.get("CHECK_DEPTH", DEFAULT_CHECK_DEPTH))
     ids = hits.ids[:check]
     stored = runtime.repo.get_many(ids)
@@ -41,11 +43,13 @@ def topic_rows(runtime: Any, qid: str, text: str, judged: dict[str, int]) -> dic
     top = max(relevance.values(), default=1.0)
     rank = {nct: i for i, nct in enumerate(hits.ids)}
     matches, rows = [], []
-    for trial in records:
+    fields = index.field_scores(query, [t.nct_id for t in records])
+    for i, trial in enumerate(records):
         m = evaluate_trial(profile, trial, relevance[trial.nct_id], runtime.is_a, top, category_of=runtime.category_of,
                            related=runtime.is_related)
         matches.append(m)
-        rows.append(features(profile, trial, m, rank[trial.nct_id], top, runtime.is_related))
+        rows.append(features(profile, trial, m, rank[trial.nct_id], top, runtime.is_related,
+                             {k: float(v[i]) for k, v in fields.items()}))
     return {"qid": qid, "matches": matches, "rows": rows, "rest": list(hits.ids),
             "labels": [int(judged.get(m.nct_id, 0) >= 1) for m in matches]}
 
@@ -125,7 +129,15 @@ def run_cli(args: argparse.Namespace) -> int:
     sets = [(name, [Path(p) for p in studies.split(",")], Path(queries), Path(qrels))
             for name, studies, queries, qrels in args.set]
     halves = dict(h.split("=", 1) for h in args.half)
-    topics = collect(sets, halves)
+    cache = Path(args.features_cache) if args.features_cache else None
+    if cache is not None and cache.exists():
+        with open(cache, "rb") as fh:
+            topics = pickle.load(fh)  # noqa: S301 - our own cache file, written below
+    else:
+        topics = collect(sets, halves)
+        if cache is not None:
+            with open(cache, "wb") as fh:
+                pickle.dump(topics, fh)
     result = train(topics, folds=args.folds, seed=args.seed)
     result["report"]["training_sets"] = [{"name": n, "studies": [p.name for p in s], "queries": q.name,
                                           "qrels": r.name, "half": halves.get(n, "all")} for n, s, q, r in sets]

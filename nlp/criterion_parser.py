@@ -280,6 +280,30 @@ def _lab_reqs(doc: Doc) -> list[Requirement]:
     return reqs
 
 
+TRAILING_HIGH_RE = re.compile(r"^[^.;]{0,40}?\band\s*(?:≤|<=|<|=<|no more than|not more than|at most|up to)\s*"
+                              r"(\d+(?:\.\d+)?)\s*([a-zA-Z/%]+)?(?P<either>[^.;]{0,30}\b(?:either|each|both|all)\b)?")
+
+
+def _shared_upper_bound(text: str, reqs: list[Requirement]) -> list[Requirement]:
+    """An upper bound written after a list of alternative measures ("UPCR >= 1.5 g/g or proteinuria >= 1.5 g/day
+    and <= 7 g/day by either measure") applies to every measure of the list that has no upper bound of its own:
+    to those in the same unit, or to all when the text says "either/each/both"."""
+    labs = [r for r in reqs if r.type == "lab" and r.value is not None and r.value_high is None
+            and r.comparator in (Comparator.GE, Comparator.GT)]
+    if not labs:
+        return reqs
+    m = TRAILING_HIGH_RE.match(text[max(r.span.end for r in labs):])
+    if not m:
+        return reqs
+    high, unit = float(m.group(1)), (m.group(2) or "").lower()
+    out = []
+    for r in reqs:
+        if r in labs and (m.group("either") or not unit or (r.unit or "").lower() == unit):
+            r = replace(r, value_high=high)
+        out.append(r)
+    return out
+
+
 def _age_reqs(doc: Doc) -> list[Requirement]:
     reqs = []
     for s in doc.spans["ctm_age"] if "ctm_age" in doc.spans else []:
@@ -532,6 +556,7 @@ def _body(doc: Doc, text: str, ents: list[SpacySpan], guards: list[Requirement],
         reqs.append(sex)
     reqs += _lab_reqs(doc)
     reqs += _bare_lab_reqs(doc, reqs, list(doc.ents))
+    reqs = _shared_upper_bound(text, reqs)
     lab_spans = [(r.span.start, r.span.end) for r in reqs if r.type == "lab"]
     conditions = [e for e in body if e.label_ != "DRUG" and not getattr(e._, "is_family", False)
                   and not any(s <= e.start_char < t for s, t in lab_spans)]

@@ -9,6 +9,7 @@ class ("three immunosuppressants"), a dose to a corticosteroid.
 """
 from __future__ import annotations
 
+import datetime
 import re
 from collections.abc import Iterable
 from dataclasses import replace
@@ -37,10 +38,19 @@ CURRENT_CUES = re.compile(r"\b(?:currently|current|on|taking|receiving|maintaine
 CONSENT_RE = re.compile(r"\b(?:informed consent|consent(?:s|ed)? to|willing to (?:participate|consent|comply)"
                         r"|will comply)\b", re.IGNORECASE)
 HEALTHY_RE = re.compile(r"\bhealthy (?:volunteer|adult|subject|individual|man|woman|male|female)\b", re.IGNORECASE)
+_FREQ = (r"daily|qd|once daily|once a day|bid|b\.i\.d\.|twice daily|twice a day|tid|t\.i\.d\.|tds|three times"
+         r" (?:daily|a day)|thrice daily|qid|four times (?:daily|a day)|a day|weekly|once weekly|every other day")
 DOSE_RE = re.compile(r"(\d+(?:\.\d+)?)\s*(mg|g)\b(?:\s*(?:/|per)\s*(day|d|week|wk))?"
-                     r"(?:\s*(daily|qd|once daily|bid|twice daily|tid|weekly|every other day))?", re.IGNORECASE)
-FREQ_PER_DAY = {"daily": 1, "qd": 1, "once daily": 1, "bid": 2, "twice daily": 2, "tid": 3, "day": 1, "d": 1,
-                "weekly": 1 / 7, "week": 1 / 7, "wk": 1 / 7, "every other day": 0.5}
+                     r"(?:\s*(" + _FREQ + r"))?", re.IGNORECASE)
+# A dose written before the drug: "16 mg methylprednisolone daily", "1 g of IV methylprednisolone".
+DOSE_BEFORE_RE = re.compile(r"(\d+(?:\.\d+)?)\s*(mg|g)\b(?:\s*(?:/|per)\s*(day|d|week|wk))?"
+                            r"\s+(?:of\s+)?(?:(?:oral|iv|intravenous|po)\s+)?$", re.IGNORECASE)
+FREQ_AFTER_RE = re.compile(r"\s*(" + _FREQ + r")\b", re.IGNORECASE)
+FREQ_PER_DAY = {"daily": 1, "qd": 1, "once daily": 1, "once a day": 1, "a day": 1, "bid": 2, "b.i.d.": 2,
+                "twice daily": 2, "twice a day": 2, "tid": 3, "t.i.d.": 3, "tds": 3, "three times daily": 3,
+                "three times a day": 3, "thrice daily": 3, "qid": 4, "four times daily": 4, "four times a day": 4,
+                "day": 1, "d": 1, "weekly": 1 / 7, "once weekly": 1 / 7, "week": 1 / 7, "wk": 1 / 7,
+                "every other day": 0.5}
 NUMBER_WORDS = {"one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7, "eight": 8,
                 "nine": 9, "ten": 10, "single": 1, "multiple": 2, "several": 2, "both": 2}
 
@@ -136,13 +146,24 @@ def _status_for(ent: SpacySpan, ctx: Context, dosed: bool = False) -> str:
 
 
 def _dose(ent: SpacySpan) -> float | None:
-    after = doc_text(ent.doc)[ent.end_char:min(_sent(ent).end_char, ent.end_char + 40)]
+    """Daily dose in mg written right after the drug ("X 48 mg daily") or right before it ("48 mg X daily")."""
+    text = doc_text(ent.doc)
+    sent = _sent(ent)
+    after = text[ent.end_char:min(sent.end_char, ent.end_char + 40)]
     m = DOSE_RE.match(after.lstrip(" :,(")) or DOSE_RE.search(after[:25])
-    if not m:
-        return None
-    mg = float(m.group(1)) * (1000 if m.group(2).lower() == "g" else 1)
-    freq = (m.group(4) or m.group(3) or "daily").lower()
-    return round(mg * FREQ_PER_DAY.get(freq, 1), 3)
+    if m:
+        mg, per, freq = m.group(1), m.group(3), m.group(4)
+        unit = m.group(2)
+    else:
+        before = DOSE_BEFORE_RE.search(text[max(sent.start_char, ent.start_char - 30):ent.start_char])
+        if not before:
+            return None
+        mg, unit, per = before.group(1), before.group(2), before.group(3)
+        later = FREQ_AFTER_RE.match(after)
+        freq = later.group(1) if later else None
+    dose = float(mg) * (1000 if unit.lower() == "g" else 1)
+    key = re.sub(r"\s+", " ", (freq or per or "daily").lower())
+    return round(dose * FREQ_PER_DAY.get(key, 1), 3)
 
 
 def _count_before(ent: SpacySpan) -> int | None:
@@ -250,13 +271,27 @@ def doc_to_profile(doc: Doc, equivalence: dict[str, float] | None = None) -> Pat
     )
 
 
-def extract_profile(nlp: Language, text: str) -> PatientProfile:
-    """Run the pipeline on (at most MAX_TEXT_CHARS of) ``text`` and build the profile."""
+def extract_profile(nlp: Language, text: str, reference_date: datetime.date | None = None) -> PatientProfile:
+    """Run the pipeline on (at most MAX_TEXT_CHARS of) ``text`` and build the profile.
+
+    ``reference_date`` is the day the description was written: calendar dates ("in 2019",
+    "in March 2020") become days ago against it. Without it they stay undated; nothing
+    here reads the clock (callers at the edge pass ``datetime.date.today()``).
+    """
     lexicon = getattr(nlp.get_pipe("ctm_terminology"), "lexicon", None)
     equivalence = lexicon.prednisone_equivalence() if lexicon is not None and hasattr(
         lexicon, "prednisone_equivalence") else {}
     from nlp.pipeline import safe_text
 
     text = text[:MAX_TEXT_CHARS]
-    profile = doc_to_profile(nlp(safe_text(text)), equivalence)
+    if reference_date is None:
+        doc = nlp(safe_text(text))
+    else:
+        doc = nlp.make_doc(safe_text(text))
+        if not Doc.has_extension("ctm_reference_date"):
+            Doc.set_extension("ctm_reference_date", default=None)
+        doc._.ctm_reference_date = reference_date
+        for _, proc in nlp.pipeline:
+            doc = proc(doc)
+    profile = doc_to_profile(doc, equivalence)
     return replace(profile, text=text)

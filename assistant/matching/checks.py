@@ -71,6 +71,8 @@ class CheckContext:
     absence_is_phrasing: bool = False  # exclusion worded "No X"/"Must not ...": X is what excludes
     policy: ClosedWorldPolicy | None = None  # None: the bundled data/rules/closed_world.json
     category_of: Callable[[str], str | None] = field(default=lambda concept: None)  # lexicon category
+    event_dated: bool = False  # the criterion's time window dates an event (diagnosis, biopsy)
+    event_days_ago: float | None = None  # the date of that event given in the description (a dated biopsy)
 
 
 # --------------------------------------------------------------------------- helpers
@@ -222,7 +224,8 @@ def check_condition(profile: PatientProfile, req: Requirement, ctx: CheckContext
     facts = _condition_facts(profile, req, ctx)
     affirmed = [f for f in facts if _condition_status(f) is Truth.YES]
     if affirmed:
-        return _affirmed_condition(affirmed, req, names)
+        return _affirmed_condition(affirmed, req, names, event_dated=ctx.event_dated,
+                                   event_days_ago=ctx.event_days_ago)
     uncertain = [f for f in facts if _condition_status(f) is Truth.UNKNOWN]
     if uncertain:
         return Finding(Truth.UNKNOWN, f"{names} is only suspected ({_quote(uncertain[0].span)})",
@@ -241,13 +244,32 @@ def check_condition(profile: PatientProfile, req: Requirement, ctx: CheckContext
                    key=f"condition:{_key(req)}", question=f"Does the patient have {names}{_window_text(req)}?")
 
 
-def _affirmed_condition(facts: Sequence[ConditionFact], req: Requirement, names: str) -> Finding:
+EVENT_RE = re.compile(r"\b(?:diagnos\w*|biops\w*|onset|confirmed|documented|histolog\w*|proven|"
+                      r"established|detected|identified|started|initiated)\b", re.IGNORECASE)
+
+
+def _biopsy_date(profile: PatientProfile, text: str) -> float | None:
+    """A criterion that dates a diagnosis by its biopsy is dated by the description's dated biopsy."""
+    if not re.search(r"\bbiops", text, re.IGNORECASE):
+        return None
+    dated = [f.days_ago for f in profile.conditions if "biopsy" in f.concept and f.days_ago is not None
+             and not f.context.negated and not f.context.hypothetical]
+    return min(dated) if dated else None
+
+
+def _affirmed_condition(facts: Sequence[ConditionFact], req: Requirement, names: str,
+                        event_dated: bool = False, event_days_ago: float | None = None) -> Finding:
+    """``event_dated``: the criterion dates an event (a diagnosis, a biopsy), which an undated mention of a
+    current condition does not settle; ``event_days_ago``: that event's date where the description gives it."""
     best: Finding | None = None
     for fact in facts:
+        if fact.days_ago is None and event_days_ago is not None:
+            fact = replace(fact, days_ago=event_days_ago)
         when = _within(fact.days_ago if not fact.context.historical or fact.days_ago is not None
                        else None, req) if (req.within_days or req.min_days_ago) else Truth.YES
-        if not fact.context.historical and fact.days_ago is None and req.within_days is not None:
-            when = Truth.YES  # a current condition is within any recent window
+        if (not fact.context.historical and fact.days_ago is None and req.within_days is not None
+                and not event_dated):
+            when = Truth.YES  # a current condition is within any recent window ("active infection within 2 weeks")
         qual = _qualifier_ok(fact, req)
         truth = _and([when, qual])
         clause = f"{names} is present ({_quote(fact.span)})"
@@ -346,7 +368,10 @@ LAB_TITLES = {"upcr": "urine protein-to-creatinine ratio (UPCR)", "egfr": "eGFR"
               "alt": "ALT", "ast": "AST", "sledai_2k": "SLEDAI-2K score", "ecog": "ECOG performance status",
               "hba1c": "HbA1c", "qtc": "QTc interval", "lvef": "left ventricular ejection fraction",
               "anti_dsdna": "anti-dsDNA antibody result", "ana": "ANA titre", "bmi": "BMI",
-              "wbc": "white blood cell count", "sbp": "systolic blood pressure", "dbp": "diastolic blood pressure"}
+              "wbc": "white blood cell count", "sbp": "systolic blood pressure", "dbp": "diastolic blood pressure",
+              "anti_pla2r": "anti-PLA2R antibody result", "anti_thsd7a": "anti-THSD7A antibody result",
+              "anti_ro": "anti-Ro/SSA antibody result", "anti_la": "anti-La/SSB antibody result",
+              "anti_rnp": "anti-RNP antibody result", "anti_gbm": "anti-GBM antibody result"}
 
 
 def _lab_title(lab: str | None) -> str:
@@ -368,11 +393,41 @@ def _therapy_matches(fact: TherapyFact, req: Requirement) -> bool:
     return fact.name in req.concepts or bool(set(fact.classes) & set(req.classes))
 
 
+def _dose_finding(fact: TherapyFact, req: Requirement, names: str) -> Finding | None:
+    """A dose bound on a therapy ("prednisone > 40 mg/day"): compared with the patient's daily dose; None when
+    the requirement has no dose. A dose the description does not give is unknown and asked."""
+    if req.value is None or req.comparator is None:
+        return None
+    equivalent = req.qualifier == "prednisone_equivalent"
+    dose = fact.prednisone_eq_mg_day if equivalent else fact.dose_mg_day
+    if dose is None and not equivalent and fact.name == "prednisone":
+        dose = fact.prednisone_eq_mg_day
+    bound = f"{req.comparator.value} {req.value:g}{' ' + req.unit if req.unit else ''}"
+    if req.unit and "/kg" in req.unit:
+        return Finding(Truth.UNKNOWN, f"{_quote(fact.span)}: the dose per kg cannot be compared (criterion {bound})",
+                       (fact.span,), missing="the patient's weight and daily dose", key=f"dose:{fact.name}",
+                       question=f"What is the current daily dose of {fact.name} and the patient's weight?")
+    if dose is None:
+        return Finding(Truth.UNKNOWN, f"{_quote(fact.span)} is reported without a daily dose (criterion {bound})",
+                       (fact.span,), missing=f"the current daily dose of {fact.name}", key=f"dose:{fact.name}",
+                       question=f"What is the current daily dose of {fact.name}?")
+    ok = req.comparator.holds(dose, req.value) and (req.value_high is None or dose <= req.value_high)
+    shown = f"{dose:g} mg/day{' prednisone-equivalent' if equivalent else ''}"
+    return Finding(Truth.YES if ok else Truth.NO,
+                   f"{names} at {shown} ({_quote(fact.span)}) {'meets' if ok else 'does not meet'} {bound}",
+                   (fact.span,))
+
+
+STABLE_RE = re.compile(r"\b(?:stable|unchanged|same dose|not changed|steady)\b", re.IGNORECASE)
+
+
 def check_therapy(profile: PatientProfile, req: Requirement, ctx: CheckContext) -> Finding:
     names = _names(req)
     facts = [f for f in profile.therapies if _therapy_matches(f, req)]
     taken = [f for f in facts if not (f.context.negated or f.context.hypothetical or f.context.family)
              and f.status != "planned"]
+    if taken and (req.value is not None or "stable" in req.modifiers):
+        return _dose_or_stable(profile, taken, req, names)
     for fact in taken:
         when = _within(fact.days_ago, req)
         if when is Truth.YES or (when is Truth.UNKNOWN and req.min_days_ago is None and req.within_days
@@ -396,6 +451,26 @@ def check_therapy(profile: PatientProfile, req: Requirement, ctx: CheckContext) 
                    key=f"therapy:{_key(req)}", question=f"Has the patient received {names}{_window_text(req)}?")
 
 
+def _dose_or_stable(profile: PatientProfile, taken: Sequence[TherapyFact], req: Requirement, names: str) -> Finding:
+    """A therapy requirement about its dose ("<= 10 mg/day") or its stability ("stable for 4 weeks")."""
+    fact = taken[-1]  # the latest mention is the current regimen
+    finding = _dose_finding(fact, req, names) or Finding(Truth.YES, f"{names}: {_quote(fact.span)}", (fact.span,))
+    if finding.truth is not Truth.YES or "stable" not in req.modifiers:
+        return finding
+    sentence = _sentence_around(profile.text, fact.span)
+    if not STABLE_RE.search(sentence):
+        return Finding(Truth.UNKNOWN, f"{finding.clause}, but a stable dose is not stated", (fact.span,),
+                       missing=f"whether the dose of {fact.name} has been stable{_window_text(req)}",
+                       key=f"stable:{fact.name}", question=f"Has the dose of {fact.name} been stable{_window_text(req)}?")
+    return Finding(Truth.YES, f"{finding.clause}; stated stable", (fact.span,))
+
+
+def _sentence_around(text: str, span: Span) -> str:
+    start = max(text.rfind(".", 0, span.start), text.rfind("\n", 0, span.start)) + 1
+    ends = [i for i in (text.find(".", span.end), text.find("\n", span.end)) if i >= 0]
+    return text[start:min(ends) if ends else len(text)]
+
+
 def check_therapy_count(profile: PatientProfile, req: Requirement, ctx: CheckContext) -> Finding:
     need = req.min_count or 1
     names = _names(req)
@@ -409,6 +484,10 @@ def check_therapy_count(profile: PatientProfile, req: Requirement, ctx: CheckCon
         return Finding(Truth.YES, f"{count} prior {names} reported (needs {need})", ev)
     if explicit:
         return Finding(Truth.NO, f"{count} prior {names} reported (needs {need})", ev)
+    denied = [f for f in profile.therapies if f.context.negated and f.name in req.classes]
+    if denied:  # "never had any biologic": the class as a whole is denied, so what is listed is all there is
+        return Finding(Truth.NO, f"{count} prior {names}; {_quote(denied[0].span)} denies any other (needs {need})",
+                       ev + (denied[0].span,))
     return Finding(Truth.UNKNOWN, f"{count} prior {names} found in the description (needs {need})", ev,
                    missing=f"how many {names} the patient has received", key=f"therapy_count:{_key(req)}",
                    question=f"Which {names.replace(' or ', '/')} treatments has the patient received so far?")
@@ -474,6 +553,22 @@ def check_requirement(profile: PatientProfile, req: Requirement, ctx: CheckConte
 # --------------------------------------------------------------------------- combining
 
 
+# Labs that measure the same quantity in different ways; when a criterion offers them as alternatives ("UPCR
+# >= 1.5 g/g or proteinuria >= 1.5 g/day") the one that was measured decides, a missing other one does not.
+EQUIVALENT_MEASURES = (frozenset({"upcr", "proteinuria", "uacr", "urine_protein"}),
+                       frozenset({"egfr", "creatinine_clearance"}))
+
+
+def _measured_alternative(requirements: Sequence[Requirement], findings: list[Finding]) -> list[Finding]:
+    out = list(findings)
+    for group in EQUIVALENT_MEASURES:
+        idx = [i for i, r in enumerate(requirements) if r.type == "lab" and r.lab in group]
+        measured = [i for i in idx if findings[i].truth is not Truth.UNKNOWN and not findings[i].assumed]
+        if measured:
+            out = [f for i, f in enumerate(out) if i not in idx or i in measured or f.truth is not Truth.UNKNOWN]
+    return out
+
+
 def _and(truths: Sequence[Truth]) -> Truth:
     if any(t is Truth.NO for t in truths):
         return Truth.NO
@@ -515,6 +610,13 @@ def check_criterion(profile: PatientProfile, criterion: CriterionText, criterion
     quoted = f'{kind_word} "{_short(criterion.text)}"'
     parsed = criterion.parsed
     base = dict(criterion_id=criterion_id, kind=criterion.kind, text=criterion.text, cohort=criterion.cohort)
+    if parsed is not None and parsed.guards and (not parsed.parsed or not parsed.requirements):
+        # "For participants taking X: <unstructured>": the guard still decides whether it applies at all
+        guard_truth, guard_findings = combine([check_requirement(profile, g, ctx) for g in parsed.guards], "all")
+        if guard_truth is Truth.NO:
+            return CriterionVerdict(**base, verdict=Verdict.NOT_APPLICABLE,
+                                    reason=f"{quoted}: does not apply ({guard_findings[0].clause}).",
+                                    evidence=_evidence(guard_findings))
     if parsed is None or not parsed.parsed or not parsed.requirements:
         return _unstructured_verdict(profile, criterion, quoted, base)
     if parsed.guards:
@@ -530,6 +632,8 @@ def check_criterion(profile: PatientProfile, criterion: CriterionText, criterion
             return CriterionVerdict(**base, verdict=Verdict.NOT_APPLICABLE,
                                     reason=f"{quoted}: does not apply ({guard_findings[0].clause}).",
                                     evidence=_evidence(guard_findings))
+    if EVENT_RE.search(criterion.text):
+        ctx = replace(ctx, event_dated=True, event_days_ago=_biopsy_date(profile, criterion.text))
     negative = NEGATIVE_PHRASING_RE.match(criterion.text)
     absent = [r for r in parsed.requirements if not r.present]
     if criterion.kind is CriterionKind.EXCLUSION and negative and absent and all(
@@ -558,6 +662,8 @@ def check_criterion(profile: PatientProfile, criterion: CriterionText, criterion
     logic = parsed.logic
     if logic == "list":  # a list of items: any one excludes; every one is required for inclusion
         logic = "any" if criterion.kind is CriterionKind.EXCLUSION else "all"
+    if logic == "any":
+        findings = _measured_alternative(requirements, findings)
     truth, deciding = combine(findings, logic)
     policy = ctx.policy or load_policy()
     if (truth is Truth.YES and criterion.kind is CriterionKind.INCLUSION and all(f.assumed for f in deciding)
@@ -630,6 +736,8 @@ FILLER_WORDS = frozenset({
     "absence", "absent", "prior", "previous", "previously", "current", "ongoing", "active", "any", "all",
     "other", "known", "suspected", "participants", "volunteers", "healthy", "stable", "treated",
     "mg/dl", "g/dl", "upper", "limit", "uln", "times",
+    # how a diagnosis was established is part of the diagnosis (its date is checked by the time window)
+    "biopsy", "biopsy-proven", "proven", "histologically", "evidenced", "established", "using",
 })
 
 

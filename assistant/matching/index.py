@@ -35,6 +35,9 @@ class CorpusIndex:
             return Hits([], np.zeros(0, dtype=np.float32))
         return self.ranker.search(query, k=k, mask=build_mask(self.metas, filters))
 
+    def field_scores(self, query: str | list[tuple[str, float]], ids: list[str]) -> dict[str, np.ndarray]:
+        return self.ranker.field_scores(query, ids)
+
     def meta(self, nct_id: str) -> TrialMeta | None:
         i = self.ranker.index_.get(nct_id)
         return self.metas[i] if i is not None else None

@@ -22,6 +22,7 @@ FEATURES = (
     "relevance", "relevance_share", "log_rank", "topical", "topical_count", "negated_overlap",
     "inc_met", "inc_not_met", "inc_unknown", "exc_met", "exc_not_met", "exc_unknown", "parsed_share",
     "age_met", "age_not_met", "sex_not_met", "healthy_volunteers", "ineligible", "no_criteria",
+    "cos_all", "cos_title", "cos_conditions", "study_coverage", "patient_coverage",
 )
 DEFAULT_MODEL = Path(__file__).resolve().parents[2] / "data" / "models" / "ranker.json"
 
@@ -35,8 +36,15 @@ def _negated_overlap(profile: PatientProfile, trial: TrialRecord, is_a: Any) -> 
 
 
 def features(profile: PatientProfile, trial: TrialRecord, match: TrialMatch, rank: int, top_relevance: float,
-             is_a: Any) -> list[float]:
-    """One feature row for a checked (patient, trial) pair, in the order of FEATURES."""
+             is_a: Any, fields: dict[str, float] | None = None) -> list[float]:
+    """One feature row for a checked (patient, trial) pair, in the order of FEATURES.
+
+    ``fields``: cosine of the query with the trial's whole text, title and conditions (no feedback)."""
+    from assistant.matching.ranking import affirmed_concepts, studied_conditions
+
+    fields = fields or {}
+    studied = studied_conditions(trial, is_a)
+    affirmed = affirmed_concepts(profile)
     counts = {k: 0 for k in ("inc_met", "inc_not_met", "inc_unknown", "exc_met", "exc_not_met", "exc_unknown")}
     age_met = age_not = sex_not = 0.0
     for v in match.criteria:
@@ -60,6 +68,11 @@ def features(profile: PatientProfile, trial: TrialRecord, match: TrialMatch, ran
         "parsed_share": parsed / n if n else 0.0, "age_met": age_met, "age_not_met": age_not,
         "sex_not_met": sex_not, "healthy_volunteers": float(bool(trial.healthy_volunteers)),
         "ineligible": float(match.label is TrialLabel.INELIGIBLE), "no_criteria": float(n == 0),
+        "cos_all": fields.get("all", 0.0), "cos_title": fields.get("title", 0.0),
+        "cos_conditions": fields.get("conditions", 0.0),
+        "study_coverage": (sum(1 for s in studied if any(c == s or is_a(c, s) or is_a(s, c) for c in affirmed))
+                           / len(studied)) if studied else 0.0,
+        "patient_coverage": len(match.topical) / len(affirmed) if affirmed else 0.0,
     }
     return [float(row[f]) for f in FEATURES]
 

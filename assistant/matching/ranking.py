@@ -88,14 +88,27 @@ def _cohort_score(verdicts: Sequence[CriterionVerdict]) -> tuple[int, int, int]:
     return (-not_met, met, -unknown)
 
 
-def _apply_cohorts(criteria: Sequence[CriterionText], verdicts: list[CriterionVerdict]) -> tuple[
+def _has_cohort_condition(profile: PatientProfile, criteria: Sequence[CriterionText], cohort: str,
+                          is_a: IsA) -> bool:
+    """Does the patient have a condition that the cohort's inclusion criteria require (its disease)?"""
+    have = affirmed_concepts(profile)
+    wanted = {c for crit in criteria if crit.cohort == cohort and crit.kind is CriterionKind.INCLUSION and crit.parsed
+              for r in crit.parsed.requirements if r.type == "condition" and r.present for c in r.concepts}
+    return any(h == w or is_a(h, w) for h in have for w in wanted)
+
+
+def _apply_cohorts(criteria: Sequence[CriterionText], verdicts: list[CriterionVerdict],
+                   profile: PatientProfile | None = None, is_a: IsA | None = None) -> tuple[
         list[CriterionVerdict], str | None]:
+    """A patient is assessed for the cohort of the disease they have; among several, the one they fit best."""
     cohorts = list(dict.fromkeys(c.cohort for c in criteria if c.cohort and c.kind is CriterionKind.INCLUSION))
     if len(cohorts) < 2:
         return verdicts, None
     by_cohort = {name: [v for c, v in zip(criteria, verdicts) if c.cohort == name
                         and c.kind is CriterionKind.INCLUSION] for name in cohorts}
-    best = max(cohorts, key=lambda name: _cohort_score(by_cohort[name]))
+    disease = {name: profile is not None and is_a is not None and _has_cohort_condition(profile, criteria, name, is_a)
+               for name in cohorts}
+    best = max(cohorts, key=lambda name: (disease[name], *_cohort_score(by_cohort[name])))
     out = []
     for crit, verdict in zip(criteria, verdicts):
         if crit.cohort and crit.cohort != best and crit.kind is CriterionKind.INCLUSION:
@@ -181,7 +194,7 @@ def evaluate_trial(profile: PatientProfile, trial: TrialRecord, relevance: float
                                 CheckContext(c.kind, is_a, study_concepts=study, **extra))
                 for c in criteria]
     verdicts = _with_children(criteria, verdicts)
-    verdicts, cohort = _apply_cohorts(criteria, verdicts)
+    verdicts, cohort = _apply_cohorts(criteria, verdicts, profile, is_a)
     all_verdicts = _field_verdicts(profile, trial, is_a) + verdicts
     label = label_of(all_verdicts)
     topical = topical_concepts(profile, trial, related or is_a)

@@ -134,6 +134,20 @@ class TfidfRanker(BaseEstimator):
             scores = self._scores(q)
         return scores
 
+    def field_scores(self, query: str | Sequence[tuple[str, float]], ids: Sequence[str]) -> dict[str, np.ndarray]:
+        """Cosine of the query (without feedback) with each field of the given trials (0 for unknown ids)."""
+        rows = [self.index_.get(nct, -1) for nct in ids]
+        q = self._query_vector(query)
+        out = {name: np.zeros(len(ids), dtype=np.float32) for name in self._weights()}
+        known = [i for i, r in enumerate(rows) if r >= 0]
+        if q is None or q.nnz == 0 or not known:
+            return out
+        qt = normalize(q).T.tocsc()
+        picked = [rows[i] for i in known]
+        for name in out:
+            out[name][known] = np.asarray((self.matrices_[name][picked] @ qt).todense()).ravel()
+        return out
+
     def search(self, query: str | Sequence[tuple[str, float]], k: int = 300,
                mask: np.ndarray | None = None) -> Hits:
         scores = self.score_all(query)

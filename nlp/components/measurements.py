@@ -248,8 +248,11 @@ _SEP_CHARS = _lazy(r"[\s\-‐–]+")
 
 _NUM = r"(?:\d{1,3}(?:,\d{3})+(?!\d)|\d{1,12})(?:\.\d{1,6})?(?![\d])|\.\d{1,6}(?![\d])"
 _NUMBER = _lazy(r"(?P<num>" + _NUM + r")(?P<exp>[eE][+-]?\d{1,2}(?![\d]))?(?P<k>[kK](?![A-Za-z0-9/]))?")
-_TITER = _lazy(r"1\s?:\s?(?P<t>\d{1,6})(?![\d.])")
-_TITER_SLASH = _lazy(r"1\s?/\s?(?P<t>\d{2,6})(?![\d.])")
+# A titre "1:N" is one value, N, wherever it appears (also before a full stop or a comma):
+# its "1" is never read as a number of its own.
+_TITER = _lazy(r"1\s?:\s?(?P<t>\d{1,6})(?!\d|\.\d)")
+_TITER_SLASH = _lazy(r"1\s?/\s?(?P<t>\d{2,6})(?!\d|\.\d)")
+_RATIO_AFTER = _lazy(r"\s?:\s?\d")
 _SUM = _lazy(r"(?P<a>\d)\s?\+\s?(?P<b>\d)(?![\d.])(?:\s?=\s?(?P<c>\d{1,2})(?![\d.]))?")
 _LETTERS = _lazy(
     r"(?:\d\s?)?(?P<first>[A-E])(?![A-Za-z0-9])"
@@ -308,6 +311,29 @@ _FILLER = _lazy(
     re.IGNORECASE,
 )
 _SCORE_FILLER = _lazy(r"(?:grade|class|category|stage)(?![A-Za-z0-9])", re.IGNORECASE)
+# Principle: a value restated after its lab name ("albumin has climbed back to 3.4", "GFR this morning 61")
+# still belongs to it: a short run (at most _MAX_GAP_WORDS) of filler words, adverbs and verbs may stand
+# between name and value, but the run never crosses another lab name, a clause end (only spaces separate
+# its words), a negation or result word, and the value it reaches must not count times or events.
+_MAX_GAP_WORDS = 5
+_GAP_WORD = _lazy(
+    r"(?!(?:not|no|never|without|neither|nor|positive|negative|normal|abnormal|elevated|raised|increased"
+    r"|decreased|reduced|depressed|detected|undetected|undetectable|detectable|high|low|pending|unknown"
+    r"|unavailable|ordered|requested|planned)(?![A-Za-z]))"
+    r"(?:is|was|were|are|has|have|had|been|be|now|today|tonight|currently|still|again|also|then|just|most"
+    r"|recent|latest|last|repeat|value|values|level|levels|came|come|comes|back|down|up|to|at|of|on|the"
+    r"|her|his|their|its|this|that|morning|evening|admission|presentation|discharge|diagnosis|baseline"
+    r"|screening|follow-?up|rose|risen|fell|fallen|went|gone|got|sits|sat|stands|stood|stays|stayed|remain"
+    r"|crept|grew|grown|kept|held|ran|run|came|become|became"
+    r"|reading|result|lab|labs|[a-z]{2,14}(?:ed|ly|ing))(?![A-Za-z0-9-])[ \t]{1,3}",
+    re.IGNORECASE,
+)
+# After a value reached over filler words: "checked 4 times", "transfused 2 units", "for 3 years".
+_GAP_COUNTED = _lazy(
+    r"[\s-]{0,2}(?:times?|occasions?|episodes?|units?|doses?|transfusions?|cycles?|infusions?|courses?"
+    r"|years?|yrs?|months?|mos?|weeks?|wks?|days?|hours?|hrs?)(?![A-Za-z])",
+    re.IGNORECASE,
+)
 # Dose units after a lab name mean a drug dose ("pulse 1 g"), unless the lab converts them.
 _DOSE_UNITS = frozenset({"mg", "g", "ug", "mcg", "kg", "mg/kg", "mL", "IU", "mg/day", "g/day"})
 _PAREN = _lazy(r"\(\s?(?P<u>[^()\n]{1,60}?)\s?\)")
@@ -335,7 +361,7 @@ _POLARITY_BEFORE = _lazy(
 )
 _TITER_AFTER_POLARITY = _lazy(
     r"\s{0,2}(?:at|with|,|\()?\s{0,2}(?:an?\s+)?(?:titers?|titres?)?\s{0,2}(?:of\s+)?(?:[≥>]=?\s?)?"
-    r"1\s?:\s?(?P<t>\d{1,6})(?![\d.])",
+    r"1\s?:\s?(?P<t>\d{1,6})(?!\d|\.\d)",
     re.IGNORECASE,
 )
 _NEGATED_BEFORE = _lazy(
@@ -552,7 +578,8 @@ class MeasurementExtractor:
                 index += 1
                 continue
             group, index = self._group(text, hits, index)
-            made, end = self._read_group(text, group)
+            next_name = hits[index].start if index < len(hits) else len(text)
+            made, end = self._read_group(text, group, next_name)
             found.extend(made)
             consumed = max(consumed, end)
         return _dedupe(found)
@@ -610,16 +637,36 @@ class MeasurementExtractor:
 
     # ------------------------------------------------------------------ groups
 
-    def _read_group(self, text: str, group: _Group) -> tuple[list[Measurement], int]:
+    def _read_group(self, text: str, group: _Group, next_name: int | None = None) -> tuple[list[Measurement], int]:
         labs = self._group_labs(group)
         limit = min(len(text), group.end + _WINDOW)
         tail = self._parse_tail(text, group.end, limit, labs)
+        if tail is None or (tail.value is None and not tail.letters):
+            tail = self._restated(text, group.end, min(limit, next_name or limit), labs) or tail
         before = _POLARITY_BEFORE.search(text, max(0, group.start - 40), group.start)
         polarity = _polarity(before.group("pol")) if before else None
         if tail is not None and (tail.value is not None or tail.letters):
             return self._from_tail(labs, tail, polarity), tail.end
         start = before.start() if before else group.start
         return self._qualitative(text, group, labs, (polarity, start), limit)
+
+    def _restated(self, text: str, pos: int, limit: int, labs: list[tuple[LabRule, int]]) -> _Tail | None:
+        """The value of "creatinine has come down to 1.1": read after a short run of filler words."""
+        p = start = _skip(text, pos, limit)
+        words = 0
+        while words < _MAX_GAP_WORDS:
+            word = _GAP_WORD.match(text, p, limit)
+            if not word:
+                break
+            p, words = _skip(text, word.end(), limit), words + 1
+        if words == 0 or text.count("\n", pos, p) or any(c in ".;,:()" for c in text[start:p]):
+            return None
+        tail = self._parse_tail(text, p, limit, labs)
+        if tail is None or tail.value is None or _GAP_COUNTED.match(text, tail.end, limit):
+            return None
+        if tail.unit is None and _looks_like_year(tail.value):
+            return None
+        return tail
 
     def _group_labs(self, group: _Group) -> list[tuple[LabRule, int]]:
         """(lab, start of the name that brought it) for every lab named by the group."""
@@ -829,8 +876,8 @@ class MeasurementExtractor:
                 value = total.group("c") or int(total.group("a")) + int(total.group("b"))
                 return float(value), total.end(), None
         number = _NUMBER.match(text, p, limit)
-        if not number:
-            return None
+        if not number or _RATIO_AFTER.match(text, number.end(), limit):
+            return None  # "1:40" is a ratio or a titre, never the plain number 1
         try:
             value = float(number.group("num").replace(",", "") + (number.group("exp") or ""))
         except ValueError:

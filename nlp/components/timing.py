@@ -80,7 +80,9 @@ _MORE = (
     r"(?:\b(?:at\s+least|more\s+than|greater\s+than|longer\s+than|over|a\s+minimum\s+of|minimum\s+of"
     r"|no\s+less\s+than|not\s+less\s+than|no\s+sooner\s+than|no\s+earlier\s+than)\s+|[>≥]\s?|>=\s?)"
 )
-_YEAR = r"(?:(?:early|mid|late)[\s-]+)?(?:" + _MONTH + r"\s+(?:of\s+)?)?(?P<y>(?:19|20)\d{2})\b"
+_YEAR = r"(?:(?:early|mid|late)[\s-]+)?(?:(?P<m>" + _MONTH + r")\s+(?:of\s+)?)?(?P<y>(?:19|20)\d{2})\b"
+_MONTH_NUMBERS = {m: i for i, m in enumerate(
+    ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"), 1)}
 _NOT_AMOUNT = r"(?![\s-]{0,2}(?:mg|mcg|g|ml|mL|kg|IU|units?|patients?|participants?|subjects?|cells?|%)\b)"
 _EVENT_VERB = r"(?:in|during|from|diagnosed|started|began|initiated|stopped|discontinued)"
 
@@ -181,8 +183,13 @@ def _mention(
     groups = match.groupdict()
     mention = TimeMention(match.start(), match.end(), relation)
     if groups.get("y"):
+        # Principle: a calendar date becomes "days ago" only against the reference date handed in
+        # (doc._.ctm_reference_date or the reference_year config), to the precision written (month or year).
         mention.year = int(groups["y"])
-        if ref_year is not None and ref_year >= mention.year:
+        month = _MONTH_NUMBERS.get((groups.get("m") or "")[:3].lower())
+        if ref_date is not None and month is not None:
+            mention.days = float(max(0, (ref_date - dt.date(mention.year, month, 15)).days))
+        elif ref_year is not None and ref_year >= mention.year:
             mention.days = (ref_year - mention.year) * 365.25
         return mention
     if groups.get("yesterday"):

@@ -336,3 +336,54 @@ def test_read_comparator(text: str, comparator: str | None) -> None:
 
     found = read_comparator(text)
     assert (found[0] if found else None) == comparator
+
+
+# --------------------------------------------------------------------------- restated values and titres
+
+
+@pytest.mark.parametrize(
+    ("text", "name", "value"),
+    [
+        ("Her latest UACR was measured at 410 mg/g.", "uacr", 410.0),
+        ("Serum albumin has slowly climbed back to 3.4 g/dL.", "albumin", 3.4),
+        ("His hemoglobin this morning 9.8 g/dL, stable.", "hemoglobin", 9.8),
+        ("The GFR currently sits at 61.", "egfr", 61.0),
+        ("platelet count recently dropped to 88 x10^9/L", "platelets", 88.0),
+        ("bilirubin has gone up to 2.3 mg/dL", "bilirubin", 2.3),
+    ],
+)
+def test_value_restated_after_filler_words(nlp, text: str, name: str, value: float) -> None:
+    assert one(nlp, text, name)["value"] == pytest.approx(value)
+
+
+def test_filler_run_is_bounded_and_stops_at_names_and_clause_ends(nlp) -> None:
+    # another lab name between: the value belongs to the second lab only
+    found = {m["name"]: m for m in read(nlp, "albumin was checked, creatinine was 1.2 mg/dL")}
+    assert "albumin" not in found or found["albumin"]["value"] is None
+    assert found["creatinine"]["value"] == pytest.approx(1.2)
+    # a clause end between the name and a number
+    assert [m for m in read(nlp, "Hemoglobin was repeated. 3 units transfused.") if m["value"] is not None] == []
+    # too many words between
+    assert read(nlp, "creatinine has been very carefully and repeatedly watched closely for 2 years") == []
+    # counts of times or events are not values
+    assert read(nlp, "ALT was checked 4 times") == []
+    # polarity words keep their meaning
+    assert one(nlp, "anti-dsDNA was negative 2 weeks ago", "anti_dsdna")["polarity"] == "negative"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "SLEDAI-2K 14, ANA 1:640.",
+        "PGA 1.5, ANA 1:640; C3 low",
+        "BILAG B, SLEDAI 6, ANA 1 : 640",
+        "ANA titre 1:640.",
+    ],
+)
+def test_titre_is_one_value_anywhere(nlp, text: str) -> None:
+    ana = one(nlp, text, "ana")
+    assert (ana["value"], ana["unit"]) == (640.0, "titer")
+
+
+def test_ratio_like_number_is_not_a_plain_value(nlp) -> None:
+    assert [m for m in read(nlp, "creatinine 1:40 dilution") if m["value"] == 1.0] == []

@@ -174,3 +174,23 @@ def test_the_fact_before_the_time_wins_over_a_nearer_one_after_it(nlp) -> None:
 def test_an_appositive_after_dose_details_dates_the_drug(nlp) -> None:
     assert _dated(nlp, "Treatment: cyclophosphamide 500 mg x6 (finished 5 months ago), lisinopril.",
                   ["cyclophosphamide", "lisinopril"]) == {"cyclophosphamide": "5 months ago", "lisinopril": None}
+
+
+def test_month_and_year_against_a_reference_date(nlp) -> None:
+    doc = nlp.make_doc("Biopsy-proven nephritis, diagnosed in October 2021")
+    doc._.ctm_reference_date = dt.date(2023, 4, 15)
+    doc = nlp.get_pipe("ctm_timing")(doc)
+    found = doc.spans["ctm_time"][0]._.ctm_time
+    assert found["year"] == 2021
+    assert found["days"] == pytest.approx(546, abs=20)  # the month counts, not just the year
+
+
+def test_component_never_reads_the_clock(nlp) -> None:
+    # same text, two reference dates: the day count follows the reference, not today
+    counts = []
+    for ref in (dt.date(2010, 6, 1), dt.date(2015, 6, 1)):
+        doc = nlp.make_doc("started azathioprine in 2008")
+        doc._.ctm_reference_date = ref
+        counts.append(nlp.get_pipe("ctm_timing")(doc).spans["ctm_time"][0]._.ctm_time["days"])
+    assert counts[1] - counts[0] == pytest.approx(5 * 365.25, abs=2)
+    assert only(nlp, "started azathioprine in 2008")["days"] is None
