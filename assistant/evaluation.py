@@ -145,9 +145,13 @@ NOTE_NUMBER_RE = re.compile(r"^\s*\d+\.\s+", re.MULTILINE)
 
 def predict_criteria(runtime: Any, items: Sequence[dict[str, Any]], with_reasons: bool = False) -> list[Any]:
     """TrialGPT label predicted for every (note, criterion) item, in order (with the reason if asked)."""
+    from assistant.ingest import study_concepts
+
     profiles: dict[str, Any] = {}
     texts = [str(it.get("criterion_text") or "") for it in items]
     parsed = runtime.parse_criteria(texts)
+    titles = sorted({str(it.get("trial_title") or "") for it in items})
+    studied = {t: frozenset(study_concepts(p)) for t, p in zip(titles, runtime.parse_criteria(titles))}
     is_a = runtime.is_a
     out = []
     for item, text, structure in zip(items, texts, parsed):
@@ -156,7 +160,9 @@ def predict_criteria(runtime: Any, items: Sequence[dict[str, Any]], with_reasons
             profiles[note] = runtime.extract(note)
         kind = CriterionKind.EXCLUSION if item.get("criterion_type") == "exclusion" else CriterionKind.INCLUSION
         criterion = CriterionText(kind=kind, position=0, text=text, parsed=structure if text.strip() else None)
-        result = check_criterion(profiles[note], criterion, "eval", CheckContext(kind, is_a))
+        ctx = CheckContext(kind, is_a, study_concepts=studied[str(item.get("trial_title") or "")],
+                           category_of=runtime.category_of)
+        result = check_criterion(profiles[note], criterion, "eval", ctx)
         label = (EXCLUSION_LABELS if kind is CriterionKind.EXCLUSION else INCLUSION_LABELS)[result.verdict]
         out.append((label, result.reason) if with_reasons else label)
     return out

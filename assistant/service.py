@@ -33,18 +33,6 @@ DEFAULT_CHECK_DEPTH = 60
 CONCEPT_WEIGHT = 0.3  # normalized conditions + synonyms, relative to the raw text (measured on dev sets)
 
 
-def query_text(profile: PatientProfile) -> str:
-    """The description without the mentions it denies or gives only for relatives: "no history of diabetes" or
-    "her mother had breast cancer" must not pull diabetes or breast cancer trials up."""
-    text = profile.text
-    spans = sorted({(f.span.start, f.span.end) for f in (*profile.conditions, *profile.therapies)
-                    if f.context.negated or f.context.family}, reverse=True)
-    for start, end in spans:
-        if 0 <= start < end <= len(text):
-            text = text[:start] + " " + text[end:]
-    return text
-
-
 def build_query(profile: PatientProfile, synonyms: Callable[[str], Iterable[str]]) -> list[tuple[str, float]]:
     """Weighted query parts: the text, the affirmed conditions with synonyms, the therapies.
 
@@ -59,7 +47,7 @@ def build_query(profile: PatientProfile, synonyms: Callable[[str], Iterable[str]
         concepts.append(fact.concept)
         concepts.extend(list(synonyms(fact.concept))[:4])
     therapies = [t.name for t in profile.therapies if not t.context.negated]
-    parts = [(query_text(profile), 1.0)]
+    parts = [(profile.text, 1.0)]
     if concepts:
         parts.append((" ; ".join(dict.fromkeys(concepts)), CONCEPT_WEIGHT))
     if therapies:

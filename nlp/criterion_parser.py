@@ -52,6 +52,7 @@ CONSENT_RE = re.compile(r"\b(?:consent\w*|assent|voluntar\w*|willing(?:ness)? (?
                         r"consent|comply with (?:the )?(?:study|protocol))", re.IGNORECASE)
 REFUSAL_RE = re.compile(r"\b(?:unable|unwilling|inability|refus\w*|no|not|lack|fail\w*|unreliable|cannot|"
                         r"can't|incapable|declin\w*|withdraw\w*)\b", re.IGNORECASE)
+NOT_HEALTHY_RE = re.compile(r"healthy volunteers?\s*:\s*no\b", re.IGNORECASE)
 HEALTHY_RE = re.compile(r"\bhealthy (?:volunteers?|subjects?|adults?|individuals?|participants?)\b", re.IGNORECASE)
 MODIFIER_RE = re.compile(r"\b(active|uncontrolled|untreated|severe|significant|clinically significant|unstable|"
                          r"symptomatic|requiring|decompensated|progressive|progressing|current|other|another|"
@@ -593,7 +594,7 @@ def _body(doc: Doc, text: str, ents: list[SpacySpan], guards: list[Requirement],
     if CONSENT_RE.search(text) and not reqs:
         reqs.append(Requirement(type="consent", span=Span(0, len(text), text),
                                 present=not REFUSAL_RE.search(text)))
-    if HEALTHY_RE.search(text):
+    if HEALTHY_RE.search(text) and not NOT_HEALTHY_RE.search(text):  # "Accepts Healthy Volunteers: No" asks nothing
         reqs.append(Requirement(type="healthy_volunteer", span=Span(0, len(text), text)))
     reqs = _drop_qualifying_drugs(doc, reqs)
     return reqs, _logic(text, reqs, forced)

@@ -72,6 +72,9 @@ class CheckContext:
     policy: ClosedWorldPolicy | None = None  # None: the bundled data/rules/closed_world.json
     category_of: Callable[[str], str | None] = field(default=lambda concept: None)  # lexicon category
     event_dated: bool = False  # the criterion's time window dates an event (diagnosis, biopsy)
+    rule_out: bool = False  # the requirement looks for a reason to rule the patient out
+    reaction_to_drug: bool = False  # the criterion is about a reaction to its drugs (allergy, intolerance)
+    guard: bool = False  # checking whom a conditional criterion is about ("For participants on X")
     event_days_ago: float | None = None  # the date of that event given in the description (a dated biopsy)
 
 
@@ -214,7 +217,7 @@ def _condition_facts(profile: PatientProfile, req: Requirement, ctx: CheckContex
         if f.concept in req.concepts:
             out.append(f)
         elif _concept_matches(f.concept, req.concepts, ctx.is_a) and not (
-                ctx.closed_world and _under_study(f.concept, ctx)):
+                ctx.rule_out and _under_study(f.concept, ctx)):
             out.append(f)
     return out
 
@@ -223,6 +226,15 @@ def check_condition(profile: PatientProfile, req: Requirement, ctx: CheckContext
     names = _names(req)
     facts = _condition_facts(profile, req, ctx)
     affirmed = [f for f in facts if _condition_status(f) is Truth.YES]
+    if affirmed and ctx.rule_out and all(f.concept in ctx.study_concepts for f in affirmed):
+        # a trial does not rule out the disease it studies: a criterion that names it is about a form, stage or
+        # course of it ("progressive MS" in an MS trial), which the bare diagnosis does not settle
+        fact = affirmed[0]
+        return Finding(Truth.UNKNOWN, f"{fact.concept} ({_quote(fact.span)}) is the condition this trial studies; "
+                       f"the criterion is about a particular form or course of it", (fact.span,),
+                       missing=f"whether the patient's {fact.concept} is of the kind the criterion names",
+                       key=f"condition_form:{fact.concept}",
+                       question=f"Which form, stage or course of {fact.concept} does the patient have?")
     if affirmed:
         return _affirmed_condition(affirmed, req, names, event_dated=ctx.event_dated,
                                    event_days_ago=ctx.event_days_ago)
@@ -471,6 +483,27 @@ def _sentence_around(text: str, span: Span) -> str:
     return text[start:min(ends) if ends else len(text)]
 
 
+REACTION_RE = re.compile(r"\b(?:hypersensitiv\w*|allerg\w*|intoleran\w*|contraindicat\w*|anaphyla\w*|"
+                         r"adverse (?:reaction|event)s?|reactions? to|sensitivity to|intolerable)\b", re.IGNORECASE)
+
+
+def _drug_reaction(profile: PatientProfile, req: Requirement, ctx: CheckContext, rule_out: bool) -> Finding:
+    """A criterion about a reaction to a drug ("hypersensitivity to X") needs the reaction, not the exposure: taking
+    X does not show an allergy to it; an allergy the description does not mention is read as absent."""
+    names = _names(req)
+    text = profile.text.lower()
+    taken = [f for f in profile.therapies if _therapy_matches(f, req) and not f.context.negated]
+    for fact in taken:
+        window = text[max(0, fact.span.start - 60):fact.span.end + 60]
+        if REACTION_RE.search(window) or fact.response == "intolerant":
+            return Finding(Truth.YES, f"a reaction to {names} is described ({_quote(fact.span)})", (fact.span,))
+    if rule_out:
+        return Finding(Truth.NO, f"no reaction to {names} is mentioned", tuple(f.span for f in taken[:1]),
+                       assumed=True, basis="a referral would mention a drug allergy or intolerance")
+    return Finding(Truth.UNKNOWN, f"no reaction to {names} is mentioned", missing=f"whether the patient reacted to "
+                   f"{names}", key=f"reaction:{_key(req)}", question=f"Has the patient had a reaction to {names}?")
+
+
 def check_therapy_count(profile: PatientProfile, req: Requirement, ctx: CheckContext) -> Finding:
     need = req.min_count or 1
     names = _names(req)
@@ -533,12 +566,15 @@ def check_requirement(profile: PatientProfile, req: Requirement, ctx: CheckConte
     if (ctx.kind is CriterionKind.EXCLUSION and not req.present and ctx.absence_is_phrasing
             and req.type in ("condition", "therapy", "lab")):
         req = replace(req, present=True)  # "Exclusion: no evidence of X" is read as "X excludes"
-    looks_for_exclusion = (ctx.kind is CriterionKind.EXCLUSION) == req.present
-    reading = (ctx.policy or load_policy()).reading(req, ctx.is_a, ctx.category_of) if looks_for_exclusion else None
-    ctx = replace(ctx, closed_world=bool(reading and reading.assume_absent))
+    looks_for_exclusion = (ctx.kind is CriterionKind.EXCLUSION) == req.present and not ctx.guard
+    policy = ctx.policy or load_policy()
+    reading = policy.reading(req, ctx.is_a, ctx.category_of) if looks_for_exclusion or ctx.guard else None
+    ctx = replace(ctx, closed_world=bool(reading and reading.assume_absent), rule_out=looks_for_exclusion)
     if (ctx.kind is CriterionKind.EXCLUSION and req.type == "therapy" and req.min_days_ago is not None
             and req.within_days is None):
         req = replace(req, within_days=req.min_days_ago, min_days_ago=None)
+    if req.type == "therapy" and ctx.reaction_to_drug:
+        return _drug_reaction(profile, req, ctx, looks_for_exclusion)
     finding = CHECKS[req.type](profile, req, ctx)
     if reading is not None and finding.assumed:
         finding = replace(finding, basis=reading.why)
@@ -567,6 +603,12 @@ def _measured_alternative(requirements: Sequence[Requirement], findings: list[Fi
         if measured:
             out = [f for i, f in enumerate(out) if i not in idx or i in measured or f.truth is not Truth.UNKNOWN]
     return out
+
+
+def _check_guard(profile: PatientProfile, guard: Requirement, ctx: CheckContext) -> Finding:
+    """Whom a conditional criterion is about: silence reads as the closed-world policy says ("For participants on
+    warfarin" does not apply to a patient whose description lists no warfarin)."""
+    return check_requirement(profile, guard, replace(ctx, guard=True))
 
 
 def _and(truths: Sequence[Truth]) -> Truth:
@@ -612,7 +654,7 @@ def check_criterion(profile: PatientProfile, criterion: CriterionText, criterion
     base = dict(criterion_id=criterion_id, kind=criterion.kind, text=criterion.text, cohort=criterion.cohort)
     if parsed is not None and parsed.guards and (not parsed.parsed or not parsed.requirements):
         # "For participants taking X: <unstructured>": the guard still decides whether it applies at all
-        guard_truth, guard_findings = combine([check_requirement(profile, g, ctx) for g in parsed.guards], "all")
+        guard_truth, guard_findings = combine([_check_guard(profile, g, ctx) for g in parsed.guards], "all")
         if guard_truth is Truth.NO:
             return CriterionVerdict(**base, verdict=Verdict.NOT_APPLICABLE,
                                     reason=f"{quoted}: does not apply ({guard_findings[0].clause}).",
@@ -620,7 +662,7 @@ def check_criterion(profile: PatientProfile, criterion: CriterionText, criterion
     if parsed is None or not parsed.parsed or not parsed.requirements:
         return _unstructured_verdict(profile, criterion, quoted, base)
     if parsed.guards:
-        guard_truth, guard_findings = combine([check_requirement(profile, g, ctx) for g in parsed.guards], "all")
+        guard_truth, guard_findings = combine([_check_guard(profile, g, ctx) for g in parsed.guards], "all")
         implied_only = all(g.qualifier == "implied" for g in parsed.guards)
         requires_presence = any(r.present for r in parsed.requirements if r.type == "condition")
         if (guard_truth is Truth.NO and implied_only and criterion.kind is CriterionKind.INCLUSION
@@ -632,6 +674,8 @@ def check_criterion(profile: PatientProfile, criterion: CriterionText, criterion
             return CriterionVerdict(**base, verdict=Verdict.NOT_APPLICABLE,
                                     reason=f"{quoted}: does not apply ({guard_findings[0].clause}).",
                                     evidence=_evidence(guard_findings))
+    if REACTION_RE.search(criterion.text):
+        ctx = replace(ctx, reaction_to_drug=True)
     if EVENT_RE.search(criterion.text):
         ctx = replace(ctx, event_dated=True, event_days_ago=_biopsy_date(profile, criterion.text))
     negative = NEGATIVE_PHRASING_RE.match(criterion.text)
@@ -648,6 +692,19 @@ def check_criterion(profile: PatientProfile, criterion: CriterionText, criterion
             return CriterionVerdict(**base, verdict=Verdict.NOT_APPLICABLE, evidence=_evidence(pop),
                                     reason=f"{quoted}: does not apply to this patient ({pop[0].clause}).")
         return _unstructured_verdict(profile, criterion, quoted, base, ignore=[r.span for r in requirements])
+    if BOTH_SEXES_RE.search(criterion.text) and any(r.type == "sex" for r in requirements):
+        requirements = tuple(r for r in requirements if r.type != "sex")  # "men or women": no restriction
+        if not requirements:
+            return _unstructured_verdict(profile, criterion, quoted, base)
+    if criterion.kind is CriterionKind.INCLUSION and any(r.type == "sex" for r in requirements) and any(
+            r.type not in ("age", "sex") for r in requirements):
+        # sex words inside a clinical inclusion ("Hb < 11 g/dL in men", "Women must use contraception") say whom
+        # the requirement is about; the registry's sex field, not this sentence, decides who may join
+        sex = [check_requirement(profile, r, ctx) for r in requirements if r.type == "sex"]
+        if _and([f.truth for f in sex]) is Truth.NO:
+            return CriterionVerdict(**base, verdict=Verdict.NOT_APPLICABLE, evidence=_evidence(sex),
+                                    reason=f"{quoted}: does not apply to this patient ({sex[0].clause}).")
+        requirements = tuple(r for r in requirements if r.type != "sex")
     if criterion.kind is CriterionKind.EXCLUSION:
         population = [r for r in requirements if r.type in ("age", "sex")]
         clinical = [r for r in requirements if r.type not in ("age", "sex")]
@@ -707,6 +764,8 @@ def check_criterion(profile: PatientProfile, criterion: CriterionText, criterion
                             missing=missing or None, question_key=key, question=question, assumed=assumed)
 
 
+BOTH_SEXES_RE = re.compile(r"\b(?:men|males?)\b[^.;]{0,40}\b(?:women|females?)\b|\b(?:women|females?)\b[^.;]"
+                           r"{0,40}\b(?:men|males?)\b|\bboth sexes\b|\beither sex\b", re.IGNORECASE)
 NEGATIVE_PHRASING_RE = re.compile(r"^\W*(?:no|not|must not|should not|may not|never|negative|free of)\b",
                                   re.IGNORECASE)
 LEAD_IN_RE = re.compile(r"^\s*(?:(?:evidence|history|signs?|symptoms?|diagnosis) of\s+|(?:known|active|current|"

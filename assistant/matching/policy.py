@@ -40,6 +40,7 @@ class ClosedWorldPolicy:
     unknown_concepts: tuple[tuple[str, str], ...]
     test_words: frozenset[str]
     test_why: str
+    category_whys: tuple[tuple[str, str], ...] = ()  # (condition category, why) where the default does not fit
 
     def reading(self, req: Requirement, is_a: IsA, category_of: CategoryOf) -> Reading:
         """May silence about this requirement be read as absence?"""
@@ -67,8 +68,9 @@ class ClosedWorldPolicy:
             return Reading(True, why)
         category = category_of(concept) or "condition"
         reading = dict(self.categories).get(category, "unknown")
+        why = dict(self.category_whys).get(category, default_why)
         return Reading(reading == "assume_absent",
-                       default_why if reading == "assume_absent" else f"a {category} is not in every description")
+                       why if reading == "assume_absent" else f"a {category} is not in every description")
 
     def mentions_test(self, text: str) -> bool:
         """Does the criterion ask for a test result (which silence never establishes)?"""
@@ -113,6 +115,8 @@ def parse_policy(data: Any, path: Path = DEFAULT_PATH) -> ClosedWorldPolicy:
                              absent_concepts=_pairs(path, data, "assume_absent_concepts"),
                              unknown_concepts=_pairs(path, data, "unknown_concepts"),
                              test_words=frozenset(w.lower() for w in words),
+                             category_whys=tuple((str(k), str(v)) for k, v in
+                                                 (data.get("condition_categories_why") or {}).items()),
                              test_why=str(data.get("test_result_why", "a test result is never established by "
                                                                       "silence")))
 

@@ -243,3 +243,20 @@ def test_every_coordinator_route_requires_auth(app, client):
         for method in rule.methods - {"HEAD", "OPTIONS"}:
             resp = client.open(url, method=method, json={"status": "new"})
             assert resp.status_code == 401, (url, method)
+
+
+def test_unrelated_patient_gets_a_notice_not_lupus_trials(client):
+    body = client.post("/api/v1/match", json={
+        "text": "63-year-old man with gout flares in both knees, on allopurinol."}).get_json()
+    seeds = [m for m in body["matches"] if m["nct_id"] in ("NCT06897930", "NCT06557265")]
+    assert not any(m["label"] != "ineligible" for m in seeds)
+    assert body["notice"], body["matches"][:2]
+    for m in body["matches"]:
+        assert m["relevant_conditions"] == []
+
+
+def test_related_trials_name_the_patient_condition_they_study(client):
+    body = client.post("/api/v1/match", json={"text": LUPUS, "top_k": 5}).get_json()
+    assert body["notice"] is None
+    first = body["matches"][0]
+    assert first["relevant_conditions"], first["nct_id"]

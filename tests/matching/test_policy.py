@@ -77,12 +77,19 @@ def test_silence_about_a_transplant_reads_as_absent_and_the_reason_says_why():
     assert "Assumed absent: a referral would mention a transplant" in v.reason
 
 
-def test_silence_about_a_procedure_stays_unknown():
-    text = "Kidney biopsy in the last year"
-    crit = criterion(CriterionKind.EXCLUSION, text, cond_req(text, "Kidney biopsy", "kidney biopsy"))
-    v = check_criterion(PatientProfile(text="A 40-year-old man with gout."), crit, "t:1", ctx(CriterionKind.EXCLUSION))
+def test_silence_about_childbearing_potential_stays_unknown():
+    text = "Women of childbearing potential"
+    crit = criterion(CriterionKind.EXCLUSION, text, cond_req(text, "childbearing potential", "childbearing potential"))
+    v = check_criterion(PatientProfile(text="A 30-year-old with gout."), crit, "t:1", ctx(CriterionKind.EXCLUSION))
     assert v.verdict is Verdict.UNKNOWN and v.missing
     assert "not assumed absent" in v.reason
+
+
+def test_silence_about_a_major_procedure_reads_as_absent():
+    text = "Prior kidney biopsy"
+    crit = criterion(CriterionKind.EXCLUSION, text, cond_req(text, "kidney biopsy", "kidney biopsy"))
+    v = check_criterion(PatientProfile(text="A 40-year-old man with gout."), crit, "t:1", ctx(CriterionKind.EXCLUSION))
+    assert v.verdict is Verdict.NOT_MET and "a referral would mention a major procedure" in v.reason
 
 
 def test_an_inclusion_asking_for_a_negative_test_is_not_met_by_silence():
