@@ -128,3 +128,14 @@ def test_last_dose_of_a_b_cell_depleting_drug_is_dated(profile_of) -> None:
     therapy = next(t for t in profile.therapies if t.name == "ocrelizumab")
     assert therapy.days_ago == pytest.approx(330.0)
     assert "b_cell_depleting" in therapy.classes
+
+
+@pytest.mark.parametrize("text, drug", [
+    ("Hydroxychloroquine was stopped for lack of efficacy, and leflunomide was then tried.", "leflunomide"),
+    ("Started on tocilizumab, which did not control her arthritis.", "tocilizumab"),
+    ("Sulfasalazine with no improvement, then methotrexate.", "methotrexate"),
+    ("Sulfasalazine with no improvement, then methotrexate.", "sulfasalazine"),
+])
+def test_a_treatment_that_did_not_work_is_still_a_treatment(profile_of, text, drug):
+    # "did not control", "lack of efficacy", "with no improvement" describe a response, not an absence
+    assert _negated(profile_of(text))[drug] is False
