@@ -804,7 +804,7 @@ def _content_stems(text: str) -> set[str]:
     return {w[:5] for w in _WORD_RE.findall(text.lower()) if w not in GENERIC_WORDS}
 
 
-UNCOVERED_LIMIT = 5  # content words outside every parsed requirement that make a positive verdict unsure
+UNCOVERED_LIMIT = 4  # content words outside every parsed requirement that make a positive verdict unsure
 
 
 def uncovered_words(text: str, requirements: Sequence[Requirement]) -> list[str]:

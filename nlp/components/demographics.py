@@ -419,10 +419,15 @@ def extract_ages(text: str) -> list[AgeMention]:
         age for age, has_number in _word_ages(text)
         if has_number or not any(abs(n.start - age.start) < 60 for n in numeric)
     ]
-    ages = _resolve(numeric + words)
+    ages = [a for a in _resolve(numeric + words) if not _OTHER_AGE_BEFORE.search(text[max(0, a.start - 30):a.start])]
     for age in ages:
         _mark_family(text, age)
     return ages
+
+
+# The age of a pregnancy, a gestation or a disease is not the person's age ("gestational age < 23 weeks").
+_OTHER_AGE_BEFORE = _lazy(r"(?:gestation(?:al)?|post-?menstrual|corrected|bone|skeletal|fetal|pregnancy)"
+                          r"(?:\s+age)?\s*(?:of|is|was|:|at)?\s*$", re.IGNORECASE)
 
 
 # --------------------------------------------------------------------------- sex

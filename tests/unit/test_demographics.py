@@ -215,3 +215,11 @@ def test_garbage_input_does_not_crash(nlp, text: str) -> None:
     doc = nlp(text)
     assert read_age(doc) is None or isinstance(read_age(doc), dict)
     read_sex(doc)
+
+
+@pytest.mark.parametrize("text", ["Singleton pregnancy, gestational age below 30 weeks",
+                                  "Bone age of 12 years on X-ray", "corrected age 6 months"])
+def test_the_age_of_a_pregnancy_or_a_bone_is_not_the_persons_age(text):
+    from nlp.components.demographics import extract_ages
+
+    assert extract_ages(text) == []
