@@ -664,7 +664,10 @@ def check_criterion(profile: PatientProfile, criterion: CriterionText, criterion
     if parsed.guards:
         guard_truth, guard_findings = combine([_check_guard(profile, g, ctx) for g in parsed.guards], "all")
         implied_only = all(g.qualifier == "implied" for g in parsed.guards)
-        requires_presence = any(r.present for r in parsed.requirements if r.type == "condition")
+        # only a required female-only state ("Pregnant women") fails a man; "Not pregnant or nursing" or
+        # "Fertile patients must use contraception" merely do not concern him
+        requires_presence = any(r.present and set(r.concepts) & FEMALE_ONLY_STATES for r in parsed.requirements
+                                if r.type == "condition")
         if (guard_truth is Truth.NO and implied_only and criterion.kind is CriterionKind.INCLUSION
                 and requires_presence):
             return CriterionVerdict(**base, verdict=Verdict.NOT_MET,  # e.g. "pregnant women" and a man
@@ -764,6 +767,7 @@ def check_criterion(profile: PatientProfile, criterion: CriterionText, criterion
                             missing=missing or None, question_key=key, question=question, assumed=assumed)
 
 
+FEMALE_ONLY_STATES = frozenset({"pregnancy", "breastfeeding", "lactation"})
 BOTH_SEXES_RE = re.compile(r"\b(?:men|males?)\b[^.;]{0,40}\b(?:women|females?)\b|\b(?:women|females?)\b[^.;]"
                            r"{0,40}\b(?:men|males?)\b|\bboth sexes\b|\beither sex\b", re.IGNORECASE)
 NEGATIVE_PHRASING_RE = re.compile(r"^\W*(?:no|not|must not|should not|may not|never|negative|free of)\b",
@@ -804,7 +808,7 @@ def _content_stems(text: str) -> set[str]:
     return {w[:5] for w in _WORD_RE.findall(text.lower()) if w not in GENERIC_WORDS}
 
 
-UNCOVERED_LIMIT = 4  # content words outside every parsed requirement that make a positive verdict unsure
+UNCOVERED_LIMIT = 5  # content words outside every parsed requirement that make a positive verdict unsure
 
 
 def uncovered_words(text: str, requirements: Sequence[Requirement]) -> list[str]:

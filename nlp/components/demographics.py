@@ -374,6 +374,8 @@ def _word_ages(text: str) -> list[tuple[AgeMention, bool]]:
     """Ages from words; the flag tells whether the words carry a number ("children under 12")."""
     out = []
     for match in _WORD_AGE.finditer(text):
+        if not match.group("n1") and _OTHER_PERSON_BEFORE.search(text[max(0, match.start() - 20):match.start()]):
+            continue  # "harm to the infant", "a fetus or newborn": another person, not the participant
         age = AgeMention(match.start(), match.end())
         if match.group("adult"):
             age.low, age.comparator = 18.0, ">="
@@ -424,6 +426,10 @@ def extract_ages(text: str) -> list[AgeMention]:
         _mark_family(text, age)
     return ages
 
+
+# A population word after an article or "fetus or" names someone else ("harmful to the infant").
+_OTHER_PERSON_BEFORE = _lazy(r"(?:\b(?:the|a|an|her|their|your|unborn)|fetus or|fetuses or|foetus or)\s+$",
+                             re.IGNORECASE)
 
 # The age of a pregnancy, a gestation or a disease is not the person's age ("gestational age < 23 weeks").
 _OTHER_AGE_BEFORE = _lazy(r"(?:gestation(?:al)?|post-?menstrual|corrected|bone|skeletal|fetal|pregnancy)"
