@@ -94,8 +94,9 @@ def match_profile(profile: PatientProfile, *, index: CorpusIndex, repo: TrialRep
     if ranker is not None:
         fields = index.field_scores(query, [m.nct_id for m in matches])
         matches = rescore(ranker, profile, matches, by_id, hits.ids, top_rel, related or is_a, fields)
-    matches = [m for m in matches if m.topical or (m.relevance >= relevance_floor and not is_unrelated(
-        profile, by_id[m.nct_id], m, related or is_a))]
+    if not filters.nct_ids:  # trials asked for by id (a referral's trial) are always evaluated
+        matches = [m for m in matches if m.topical or (m.relevance >= relevance_floor and not is_unrelated(
+            profile, by_id[m.nct_id], m, related or is_a))]
     ranked = rank_matches(matches)[:top_k]
     if filters.near is not None:
         ranked = [replace(m, nearest_site_km=_distance(trials[m.nct_id], filters)) for m in ranked]

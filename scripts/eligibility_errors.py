@@ -10,6 +10,7 @@ is read: half B is for checking, never for reading errors.
 from __future__ import annotations
 
 import argparse
+import inspect
 import re
 from collections import Counter
 from pathlib import Path
@@ -49,6 +50,8 @@ def main() -> None:
     wanted = {n for q, j in qrels.items() if q in queries and half_of(q) == "A" for n, g in j.items()
               if g in (EXCLUDED, ELIGIBLE)}
     trials = load_trials([Path(s) for s in args.studies], wanted, rt.parse_criteria)
+    params = inspect.signature(evaluate_trial).parameters  # also runs on older checkouts, for "before" counts
+    extra = {k: getattr(rt, v) for k, v in (("category_of", "category_of"), ("related", "is_related")) if k in params}
     counts: Counter = Counter()
     n = 0
     for qid, judged in sorted(qrels.items()):
@@ -59,8 +62,7 @@ def main() -> None:
             if grade not in (EXCLUDED, ELIGIBLE) or nct not in trials:
                 continue
             n += 1
-            match = evaluate_trial(profile, trials[nct], 1.0, rt.is_a, category_of=rt.category_of,
-                                   related=rt.is_related)
+            match = evaluate_trial(profile, trials[nct], 1.0, rt.is_a, **extra)
             ineligible = match.label is TrialLabel.INELIGIBLE
             if grade == EXCLUDED and not ineligible:
                 counts["missed exclusion (judged excluded, not labelled ineligible)"] += 1

@@ -260,3 +260,13 @@ def test_related_trials_name_the_patient_condition_they_study(client):
     assert body["notice"] is None
     first = body["matches"][0]
     assert first["relevant_conditions"], first["nct_id"]
+
+
+def test_a_referral_is_evaluated_against_its_trial_even_when_unrelated(client, coordinator_key):
+    created = client.post("/api/v1/referrals", json={
+        "nct_id": "NCT06897930", "text": "63-year-old man with gout on allopurinol.", "contact_ref": "desk-3"})
+    assert created.status_code == 201
+    body = client.get(f"/api/v1/referrals/{created.get_json()['id']}",
+                      headers={"Authorization": f"Bearer {coordinator_key}"}).get_json()
+    assert body["evaluation"] is not None and body["evaluation"]["nct_id"] == "NCT06897930"
+    assert body["evaluation"]["label"] != "eligible"

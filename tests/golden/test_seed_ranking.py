@@ -61,21 +61,6 @@ SHOULD_SEE = [
 ]
 
 
-@pytest.fixture(scope="module")
-def small_runtime(tmp_path_factory, nlp):
-    from assistant.ingest import ingest_paths
-    from assistant.runtime import Runtime
-    from assistant.settings import load_settings
-    from tests.helpers import FIXTURES, SEEDS
-
-    tmp = tmp_path_factory.mktemp("seed_ranking")
-    rt = Runtime(load_settings({"DATABASE_URL": f"sqlite:///{tmp / 'small.sqlite3'}", "INSTANCE_PATH": str(tmp),
-                                "AUTOLOAD_BUNDLED": False}, environ={}))
-    rt.__dict__["pipeline"] = nlp
-    ingest_paths([SEEDS, FIXTURES / "studies_small.jsonl"], rt.repo, parser=rt.parse_criteria)
-    return rt
-
-
 def _summary(result) -> list[tuple[str, str, float]]:
     return [(m.nct_id, m.label.value, round(m.score, 3)) for m in result.matches]
 

@@ -13,21 +13,6 @@ CASES = [json.loads(line) for line in (Path(__file__).parent / "seed_vignettes.j
          if line.strip()]
 
 
-@pytest.fixture(scope="module")
-def seed_runtime(tmp_path_factory, nlp):
-    from assistant.ingest import ingest_paths
-    from assistant.runtime import Runtime
-    from assistant.settings import load_settings
-    from tests.helpers import SEEDS
-
-    tmp = tmp_path_factory.mktemp("seeds")
-    rt = Runtime(load_settings({"DATABASE_URL": f"sqlite:///{tmp / 'seeds.sqlite3'}", "INSTANCE_PATH": str(tmp),
-                                "AUTOLOAD_BUNDLED": False}, environ={}))
-    rt.__dict__["pipeline"] = nlp
-    ingest_paths([SEEDS], rt.repo, parser=rt.parse_criteria)
-    return rt
-
-
 def _verdict(match, needle: str):
     if needle == "@age":
         return next(v for v in match.criteria if v.criterion_id.endswith(":age"))
