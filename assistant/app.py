@@ -3,9 +3,12 @@ from __future__ import annotations
 
 import logging
 import logging.config
+import threading
+import time
 from typing import Any
 
 from flask import Flask, Response, request, send_from_directory
+from sqlalchemy.exc import SQLAlchemyError
 
 from assistant.runtime import Runtime
 from assistant.settings import load_settings
@@ -32,23 +35,69 @@ def configure_logging(level: str) -> None:
         "version": 1, "disable_existing_loggers": False,
         "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
         "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "plain"}},
-        "loggers": {"assistant": {"level": level, "handlers": ["stderr"], "propagate": True},
-                    "models": {"level": level, "handlers": ["stderr"], "propagate": True},
-                    "nlp": {"level": level, "handlers": ["stderr"], "propagate": True}},
+        # propagate False: a root handler (gunicorn's, a host's) would print every line a second time
+        "loggers": {"assistant": {"level": level, "handlers": ["stderr"], "propagate": False},
+                    "models": {"level": level, "handlers": ["stderr"], "propagate": False},
+                    "nlp": {"level": level, "handlers": ["stderr"], "propagate": False}},
     })
 
 
+class LimitStore:
+    """Is the rate-limit store reachable? Checked at most every ``recheck`` seconds; a change is logged once."""
+
+    def __init__(self, limiter: Any, recheck: float = 5.0) -> None:
+        self.limiter = limiter
+        self.recheck = recheck
+        self._ok = True
+        self._checked = float("-inf")
+        self._lock = threading.Lock()
+
+    def healthy(self) -> bool:
+        now = time.monotonic()
+        if now - self._checked < self.recheck or not self._lock.acquire(blocking=False):
+            return self._ok
+        try:
+            try:
+                ok = bool(self.limiter.storage.check())
+            except Exception:  # noqa: BLE001 - any storage failure means "cannot count requests"
+                ok = False
+            if ok != self._ok:
+                (logger.info if ok else logger.error)("rate-limit store is %s", "reachable again" if ok else
+                                                      "unreachable: refusing limited requests")
+            self._ok, self._checked = ok, now
+            return ok
+        finally:
+            self._lock.release()
+
+
 def _init_limiter(app: Flask, settings: dict[str, Any]) -> None:
+    """Per-client limits on widget routes and (higher) on coordinator routes. They fail closed: when the store
+    cannot be reached, limited requests get 503 ``rate_limit_unavailable`` and /health reports it."""
     from flask_limiter import Limiter
     from flask_limiter.util import get_remote_address
 
+    from assistant.web.api import COORDINATOR_ENDPOINTS
+    from assistant.web.errors import APIError
+
     limiter = Limiter(get_remote_address, app=app, storage_uri=settings["RATE_LIMIT_STORAGE_URL"],
                       default_limits=[], headers_enabled=True, swallow_errors=True)
-    for endpoint in PUBLIC_LIMITED:
+    limits = {**{e: settings["RATE_LIMIT"] for e in PUBLIC_LIMITED},
+              **{e: settings.get("COORDINATOR_RATE_LIMIT", "600 per minute") for e in COORDINATOR_ENDPOINTS}}
+    for endpoint, limit in limits.items():
         view = app.view_functions.get(endpoint)
         if view is not None:
-            app.view_functions[endpoint] = limiter.limit(settings["RATE_LIMIT"])(view)
+            app.view_functions[endpoint] = limiter.limit(limit)(view)
+    store = LimitStore(limiter)
+
+    @app.before_request
+    def _fail_closed():  # type: ignore[no-untyped-def]
+        if request.endpoint in limits and not store.healthy():
+            raise APIError("rate_limit_unavailable", "the service cannot count requests right now; try again "
+                           "shortly", 503)
+        return None
+
     app.extensions["trialmatch_limiter"] = limiter
+    app.extensions["trialmatch_limit_store"] = store
 
 
 def _init_cors_and_headers(app: Flask, origins: list[str]) -> None:
@@ -79,9 +128,54 @@ def _init_cors_and_headers(app: Flask, origins: list[str]) -> None:
         return response
 
 
+def _init_purge(app: Flask, runtime: Runtime, interval_seconds: float) -> None:
+    """Expired chat sessions are deleted (not hidden) by every worker at most once per interval, off the
+    request's own work: the purge runs before a request only when it is due, and never twice at once."""
+    lock = threading.Lock()
+    state = {"next": 0.0}
+
+    @app.before_request
+    def _purge_expired():  # type: ignore[no-untyped-def]
+        now = time.monotonic()
+        if interval_seconds <= 0 or now < state["next"] or not lock.acquire(blocking=False):
+            return None
+        try:
+            state["next"] = now + interval_seconds
+            n = runtime.sessions.purge_expired()
+            if n:
+                logger.info("purged %d expired chat sessions", n)
+        except SQLAlchemyError:
+            logger.warning("purge of expired sessions failed; will retry", exc_info=True)
+        finally:
+            lock.release()
+        return None
+
+
+MAX_URL_CHARS = 4096
+MAX_HEADER_CHARS = 8190
+
+
+def _init_edge_limits(app: Flask) -> None:
+    """URL and header sizes checked by the app (below gunicorn's limits), answered in JSON."""
+    from assistant.web.errors import APIError
+
+    @app.before_request
+    def _edge():  # type: ignore[no-untyped-def]
+        if len(request.full_path) > MAX_URL_CHARS:
+            raise APIError("uri_too_long", f"the URL is longer than {MAX_URL_CHARS} characters", 414)
+        if any(len(name) + len(value) > MAX_HEADER_CHARS for name, value in request.headers.items()):
+            raise APIError("header_too_large", f"a header is longer than {MAX_HEADER_CHARS} characters", 431)
+        return None
+
+
 def build_app(test_config: dict[str, Any] | None = None) -> Flask:
     app = Flask(__name__, static_folder="web/static", static_url_path="/static")
     settings = load_settings(test_config)
+    hops = int(settings.get("PROXY_HOPS", 0))
+    if hops > 0:  # behind that many trusted reverse proxies: the client address comes from X-Forwarded-For
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)  # type: ignore[method-assign]
     app.config.update(settings)
     app.config["MAX_CONTENT_LENGTH"] = int(settings["MAX_TEXT_CHARS"]) * 8 + 16_384
     if not settings.get("TESTING"):
@@ -89,6 +183,7 @@ def build_app(test_config: dict[str, Any] | None = None) -> Flask:
     runtime = Runtime(settings)
     app.extensions["trialmatch"] = runtime
     register_error_handlers(app)
+    _init_edge_limits(app)
 
     from assistant.web import api
 
@@ -100,6 +195,7 @@ def build_app(test_config: dict[str, Any] | None = None) -> Flask:
 
     _init_limiter(app, settings)
     _init_cors_and_headers(app, list(settings["CORS_ORIGINS"]))
+    _init_purge(app, runtime, float(settings.get("PURGE_INTERVAL_SECONDS", 300)))
     if settings.get("PRELOAD", True):
         runtime.ensure_trials()
         runtime.ensure_index()

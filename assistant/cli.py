@@ -154,6 +154,13 @@ def cmd_match(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_purge(args: argparse.Namespace) -> int:
+    """Delete expired chat sessions now (for cron; workers also do it on their own)."""
+    rt = _runtime(args)
+    print(f"deleted {rt.sessions.purge_expired()} expired chat sessions")
+    return 0
+
+
 def cmd_users(args: argparse.Namespace) -> int:
     from models.workflow import NotFound
 
@@ -245,6 +252,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--status", action="append", help="overall status filter (default recruiting + not yet)")
     p.add_argument("--json", action="store_true", help="print the API's JSON")
     p.set_defaults(func=cmd_match)
+
+    p = sub.add_parser("purge", help="delete expired chat sessions (their transcripts with them)")
+    p.set_defaults(func=cmd_purge)
 
     p = sub.add_parser("users", help="coordinator/admin API keys (stored hashed)")
     usub = p.add_subparsers(dest="action", required=True)

@@ -21,6 +21,8 @@ from models.repository import TrialRepository
 from models.workflow import KeyRepository, ReferralRepository, SessionRepository
 
 logger = logging.getLogger(__name__)
+BUNDLED_LOAD_KEY = "bundled_load"  # "started" while the first load of the bundled trials runs, then "done"
+_stale_shipped_logged: set[str] = set()  # shipped parses files already reported as stale (log once)
 
 
 def bundled_paths(data_dir: Path) -> list[Path]:
@@ -139,41 +141,89 @@ class Runtime:
         return index
 
     def ensure_parsed_current(self) -> int:
-        """Re-parse stored criteria when they were parsed by another version of the pipeline."""
-        from assistant.ingest import study_concepts, study_text
+        """Re-parse the stored criteria parsed by another version of the pipeline (or never parsed).
+
+        Only criteria whose parse is not stamped with the current fingerprint are redone, each distinct
+        text once, through the parse cache (seeded from the shipped parses when they match); every batch
+        is stored with its new cache rows in one transaction, so an interrupted run resumes where it was.
+        """
+        from assistant.ingest import parse_cached, study_concepts, study_text
         from models.domain import TrialRecord, parsed_to_dict
+        from models.repository import PARSER_VERSION_KEY
         from nlp.pipeline import pipeline_fingerprint
 
         fingerprint = pipeline_fingerprint()
-        if self.repo.get_meta("parser_version") == fingerprint:
+        if self.repo.get_meta(PARSER_VERSION_KEY) == fingerprint and not self.repo.has_stale_parses(fingerprint):
             return 0
+        self._seed_shipped_parses(fingerprint)
         n = 0
-        for batch in self.repo.criterion_batches():
-            parsed = self.parse_criteria([text for _, text in batch])
-            self.repo.set_parsed({cid: parsed_to_dict(p) for (cid, _), p in zip(batch, parsed)})
+        for batch in self.repo.stale_criterion_batches(fingerprint):
+            results, new_rows, _ = parse_cached([text for _, text in batch], self.parse_criteria, self.repo,
+                                                fingerprint)
+            dicts = {text: parsed_to_dict(p) for text, p in results.items()}
+            self.repo.set_parsed({cid: dicts[text] for cid, text in batch}, parser_version=fingerprint,
+                                 cache_rows=new_rows)
             n += len(batch)
         studies = self.repo.study_texts()
         texts = [study_text(TrialRecord(nct_id=nct, title=title, conditions=tuple(conds)))
                  for nct, title, conds in studies]
-        concepts = {nct: list(study_concepts(p)) for (nct, _, _), p in zip(studies, self.parse_criteria(texts))}
-        if concepts:
-            self.repo.set_concepts(concepts)
-        self.repo.set_meta("parser_version", fingerprint)
+        if texts:
+            results, new_rows, _ = parse_cached(texts, self.parse_criteria, self.repo, fingerprint)
+            if new_rows:
+                self.repo.seed_parse_cache(new_rows.items(), fingerprint)
+            self.repo.set_concepts({nct: list(study_concepts(results[t])) for (nct, _, _), t in zip(studies, texts)})
+        self.repo.set_meta(PARSER_VERSION_KEY, fingerprint)
         logger.info("re-parsed %d stored criteria for pipeline version %s", n, fingerprint)
         return n
 
+    @property
+    def shipped_parses_path(self) -> Path:
+        return Path(self.settings["DATA_DIR"]) / "trials" / "parses.jsonl.gz"
+
+    def _seed_shipped_parses(self, fingerprint: str) -> int | None:
+        """Fill the parse cache from the shipped parses when they were made by this pipeline version."""
+        from assistant.ingest import read_parses_header, seed_parse_cache
+
+        path = self.shipped_parses_path
+        if not path.exists():
+            return None
+        if self.repo.parse_cache_count(fingerprint) >= int((read_parses_header(path) or {}).get("count", -1)):
+            return 0  # seeded before (an interrupted first load resuming)
+        n = seed_parse_cache(self.repo, path, fingerprint)
+        if n is None and str(path) not in _stale_shipped_logged:
+            _stale_shipped_logged.add(str(path))
+            header = read_parses_header(path)
+            logger.warning("shipped parses %s were made by pipeline version %s, not %s: criteria will be parsed "
+                           "(regenerate them with `python scripts/build_parses.py`)", path.name,
+                           header and header.get("fingerprint"), fingerprint)
+        elif n is not None:
+            logger.info("parse cache seeded with %d shipped parses", n)
+        return n
+
     def ensure_trials(self, progress: bool = False) -> None:
-        """Load the bundled trials into an empty database (first start)."""
-        if self.repo.count() > 0 or not self.settings.get("AUTOLOAD_BUNDLED", True):
+        """Load the bundled trials into an empty database (first start), or finish an interrupted first load.
+
+        The parse cache is seeded from the shipped parses first, so nothing is parsed when they match the
+        pipeline. Each batch commits with its parser stamp; the meta ``bundled_load`` stays "started" until
+        the load completes, so a restart after a crash resumes it (stored trials are skipped unchanged).
+        """
+        resuming = self.repo.get_meta(BUNDLED_LOAD_KEY) == "started"
+        if (self.repo.count() > 0 and not resuming) or not self.settings.get("AUTOLOAD_BUNDLED", True):
             if self.repo.count() > 0:
                 self.ensure_parsed_current()
             return
         from assistant.ingest import ingest_paths
-
-        logger.info("empty database: loading the bundled trials")
         from nlp.pipeline import pipeline_fingerprint
 
+        logger.info("%s: loading the bundled trials", "resuming the first load" if resuming else "empty database")
+        fingerprint = pipeline_fingerprint()
+        self.repo.set_meta(BUNDLED_LOAD_KEY, "started")
+        self._seed_shipped_parses(fingerprint)
         report = ingest_paths(bundled_paths(Path(self.settings["DATA_DIR"])), self.repo,
-                              parser=self.criterion_parser(), progress=progress)
-        self.repo.set_meta("parser_version", pipeline_fingerprint())
-        logger.info("bundled trials loaded: %s", report.summary())
+                              parser=self.criterion_parser(), progress=progress, fingerprint=fingerprint,
+                              stamp_parser_version=True)
+        self.repo.set_meta(BUNDLED_LOAD_KEY, "done")
+        logger.info("bundled trials loaded: %s (%d distinct texts parsed, %d from the parse cache)",
+                    report.summary(), report.parse.parsed, report.parse.cached)
+        if resuming:
+            self.ensure_parsed_current()  # batches stored before the crash may be from another pipeline version

@@ -34,6 +34,10 @@ def serve(settings: dict[str, Any], debug: bool = False) -> int:
             self.cfg.set("worker_class", "gthread")
             self.cfg.set("timeout", 120)
             self.cfg.set("accesslog", None)  # URLs carry no patient text, but keep the log quiet by default
+            # gunicorn's own limits sit above the app's (assistant.app.EDGE_LIMITS), so an over-long URL or
+            # header reaches the app and gets a JSON error with a stable code instead of gunicorn's HTML page
+            self.cfg.set("limit_request_line", 8190)
+            self.cfg.set("limit_request_field_size", 16380)
 
         def load(self):  # type: ignore[no-untyped-def]
             from assistant import create_app

@@ -1,12 +1,14 @@
 """Engine and sessions. ``Base`` is the declarative base of every ORM class."""
 from __future__ import annotations
 
+import contextlib
 import logging
+from collections.abc import Iterator
 from pathlib import Path
 
 from sqlalchemy import MetaData, create_engine, event
 from sqlalchemy.engine import Engine
-from sqlalchemy.orm import DeclarativeBase, sessionmaker
+from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.pool import StaticPool
 
 logger = logging.getLogger(__name__)
@@ -33,11 +35,18 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyp
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute("PRAGMA secure_delete=ON")  # deleted patient text is overwritten, not left in free pages
     cursor.close()
 
 
 def _sqlite_begin(connection) -> None:  # type: ignore[no-untyped-def]
-    connection.exec_driver_sql("BEGIN")
+    # A write transaction takes the write lock at BEGIN: a deferred BEGIN that reads and then writes fails at
+    # once with SQLITE_BUSY_SNAPSHOT when another writer committed in between (busy_timeout cannot help).
+    immediate = connection.get_execution_options().get(WRITE_OPTION)
+    connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+WRITE_OPTION = "trialmatch_write"
 
 
 def make_engine(url: str) -> Engine:
@@ -57,8 +66,32 @@ def make_engine(url: str) -> Engine:
     return create_engine(url, pool_pre_ping=True)
 
 
-def make_session_factory(engine: Engine) -> sessionmaker:
-    return sessionmaker(bind=engine, expire_on_commit=False)
+class SessionFactory(sessionmaker):
+    """``factory()`` opens a read session; ``factory.begin()`` a write transaction (BEGIN IMMEDIATE on SQLite)."""
+
+    def __init__(self, engine: Engine) -> None:
+        super().__init__(bind=engine, expire_on_commit=False)
+        self.engine = engine
+        self.write_engine = engine.execution_options(**{WRITE_OPTION: True})
+
+    @contextlib.contextmanager
+    def begin(self) -> Iterator[Session]:  # type: ignore[override]
+        with self(bind=self.write_engine) as session:
+            with session.begin():
+                yield session
+
+
+def make_session_factory(engine: Engine) -> SessionFactory:
+    return SessionFactory(engine)
+
+
+def checkpoint(engine: Engine) -> None:
+    """After deleting patient data on SQLite: copy the WAL into the database file and truncate it, so the
+    deleted text does not linger in the -wal file (no-op elsewhere)."""
+    if engine.dialect.name != "sqlite":
+        return
+    with engine.connect() as conn:
+        conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
 
 
 def create_schema(engine: Engine) -> None:

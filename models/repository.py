@@ -26,6 +26,8 @@ from models.domain import (
 logger = logging.getLogger(__name__)
 
 CORPUS_VERSION_KEY = "corpus_version"
+PARSER_VERSION_KEY = "parser_version"
+PARSE_CACHE_CHUNK = 2000  # keys per IN (...) / rows per INSERT statement (SQLite's variable limit)
 
 
 class TrialNotFound(LookupError):
@@ -57,11 +59,48 @@ def content_hash(raw: dict[str, Any]) -> str:
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 
-def _criterion_values(trial_id: int, criterion: CriterionText) -> dict[str, Any]:
+def _criterion_values(trial_id: int, criterion: CriterionText, parser_version: str | None = None,
+                      dicts: dict[int, dict[str, Any]] | None = None) -> dict[str, Any]:
+    parsed = None
+    if criterion.parsed is not None:
+        if dicts is None:
+            parsed = parsed_to_dict(criterion.parsed)
+        else:  # one serialization per distinct parse (repeated texts share their ParsedCriterion)
+            parsed = dicts.get(id(criterion.parsed))
+            if parsed is None:
+                parsed = dicts[id(criterion.parsed)] = parsed_to_dict(criterion.parsed)
     return {"trial_id": trial_id, "kind": criterion.kind.value, "position": criterion.position,
             "parent": criterion.parent, "depth": criterion.depth, "cohort": criterion.cohort,
-            "heading": criterion.heading, "text": criterion.text,
-            "parsed": parsed_to_dict(criterion.parsed) if criterion.parsed is not None else None}
+            "heading": criterion.heading, "text": criterion.text, "parsed": parsed,
+            "parser_version": parser_version if parsed is not None else None}
+
+
+def text_key(text: str) -> str:
+    """Parse-cache key of a criterion text: its sha256."""
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def _insert_ignoring_duplicates(session: Session, table: Any, rows: list[dict[str, Any]]) -> None:
+    """INSERT rows, skipping those whose primary key already exists (a concurrent writer got there first)."""
+    if not rows:
+        return
+    # one key order for every writer: two concurrent batches sharing texts cannot deadlock (PostgreSQL)
+    rows = sorted(rows, key=lambda r: (r["text_hash"], r["fingerprint"]))
+    dialect = session.get_bind().dialect.name
+    if dialect in ("sqlite", "postgresql"):
+        if dialect == "sqlite":
+            from sqlalchemy.dialects.sqlite import insert as dialect_insert
+        else:
+            from sqlalchemy.dialects.postgresql import insert as dialect_insert
+        for start in range(0, len(rows), PARSE_CACHE_CHUNK):
+            session.execute(dialect_insert(table).on_conflict_do_nothing(), rows[start:start + PARSE_CACHE_CHUNK])
+        return
+    keys = {(r["text_hash"], r["fingerprint"]) for r in rows}
+    existing = set(session.execute(select(table.c.text_hash, table.c.fingerprint).where(
+        table.c.text_hash.in_([k for k, _ in keys]))).tuples())
+    fresh = [r for r in rows if (r["text_hash"], r["fingerprint"]) not in existing]
+    if fresh:
+        session.execute(insert(table), fresh)
 
 
 def _location_values(trial_id: int, loc: Location) -> dict[str, Any]:
@@ -152,13 +191,25 @@ class TrialRepository:
         return digest == content_hash(record.raw) or bool(
             last and record.last_update and record.last_update < last)
 
-    def upsert(self, records: Iterable[TrialRecord]) -> UpsertCounts:
-        """Insert or replace trials (with criteria and locations) in ONE transaction."""
+    def upsert(self, records: Iterable[TrialRecord], *, parser_version: str | None = None,
+               cache_rows: dict[str, dict[str, Any]] | None = None,
+               meta: dict[str, str] | None = None) -> UpsertCounts:
+        """Insert or replace trials (with criteria and locations) in ONE transaction.
+
+        ``parser_version`` stamps the parsed criteria with the pipeline fingerprint that parsed them;
+        ``cache_rows`` (text hash -> parsed dict) are new parse-cache rows for that fingerprint and
+        ``meta`` corpus metadata, both written in the same transaction (a crash leaves all or nothing).
+        """
         records = list({r.nct_id: r for r in records}.values())
         counts = UpsertCounts()
         if not records:
             return counts
         with self.session_factory.begin() as session:
+            if cache_rows and parser_version:
+                _insert_ignoring_duplicates(session, orm.ParseCache.__table__, [
+                    {"text_hash": h, "fingerprint": parser_version, "parsed": d} for h, d in cache_rows.items()])
+            for key, value in (meta or {}).items():
+                self._set_meta(session, key, value)
             existing = {r.nct_id: r for r in session.execute(
                 select(orm.Trial.id, orm.Trial.nct_id, orm.Trial.content_hash, orm.Trial.last_update)
                 .where(orm.Trial.nct_id.in_([r.nct_id for r in records])))}
@@ -183,7 +234,8 @@ class TrialRepository:
                                          [_trial_values(r, content_hash(r.raw)) for r in new])
                 new_ids = [row.id for row in result]
             written = list(zip(new_ids, new)) + changed
-            crit_rows = [_criterion_values(tid, c) for tid, r in written for c in r.criteria]
+            dicts: dict[int, dict[str, Any]] = {}
+            crit_rows = [_criterion_values(tid, c, parser_version, dicts) for tid, r in written for c in r.criteria]
             loc_rows = [_location_values(tid, loc) for tid, r in written for loc in r.locations]
             if crit_rows:
                 session.execute(insert(orm.Criterion), crit_rows)
@@ -196,11 +248,81 @@ class TrialRepository:
                 self._bump_version(session)
         return counts
 
-    def set_parsed(self, parsed: dict[int, dict[str, Any]]) -> None:
-        """Store parsed criterion structures by criterion row id."""
+    def set_parsed(self, parsed: dict[int, dict[str, Any]], *, parser_version: str | None = None,
+                   cache_rows: dict[str, dict[str, Any]] | None = None) -> None:
+        """Store parsed criterion structures by criterion row id (and new parse-cache rows, same transaction)."""
         with self.session_factory.begin() as session:
-            for row in session.scalars(select(orm.Criterion).where(orm.Criterion.id.in_(list(parsed)))):
-                row.parsed = parsed[row.id]
+            if cache_rows and parser_version:
+                _insert_ignoring_duplicates(session, orm.ParseCache.__table__, [
+                    {"text_hash": h, "fingerprint": parser_version, "parsed": d} for h, d in cache_rows.items()])
+            if parsed:
+                session.execute(update(orm.Criterion), [
+                    {"id": cid, "parsed": value, "parser_version": parser_version} for cid, value in parsed.items()])
+
+    # ------------------------------------------------------------------ parse cache
+    def cached_parses(self, keys: Iterable[str], fingerprint: str) -> dict[str, dict[str, Any]]:
+        """Cached parsed dicts by text hash, for the texts of ``keys`` parsed by ``fingerprint``."""
+        keys = list(dict.fromkeys(keys))
+        found: dict[str, dict[str, Any]] = {}
+        table = orm.ParseCache.__table__
+        with self.session_factory() as session:
+            for start in range(0, len(keys), PARSE_CACHE_CHUNK):
+                rows = session.execute(select(table.c.text_hash, table.c.parsed).where(
+                    table.c.fingerprint == fingerprint, table.c.text_hash.in_(keys[start:start + PARSE_CACHE_CHUNK])))
+                found.update((key, parsed) for key, parsed in rows)
+        return found
+
+    def seed_parse_cache(self, rows: Iterable[tuple[str, dict[str, Any]]], fingerprint: str) -> int:
+        """Add (text hash, parsed dict) rows for ``fingerprint`` in one transaction; existing keys are kept."""
+        n = 0
+        with self.session_factory.begin() as session:
+            chunk: list[dict[str, Any]] = []
+            for key, parsed in rows:
+                chunk.append({"text_hash": key, "fingerprint": fingerprint, "parsed": parsed})
+                if len(chunk) >= 20_000:
+                    _insert_ignoring_duplicates(session, orm.ParseCache.__table__, chunk)
+                    n += len(chunk)
+                    chunk = []
+            _insert_ignoring_duplicates(session, orm.ParseCache.__table__, chunk)
+            n += len(chunk)
+        return n
+
+    def parse_cache_rows(self, fingerprint: str) -> Iterator[tuple[str, dict[str, Any]]]:
+        """Every cached (text hash, parsed dict) of ``fingerprint``, ordered by hash."""
+        table = orm.ParseCache.__table__
+        with self.session_factory() as session:
+            for key, parsed in session.execute(select(table.c.text_hash, table.c.parsed).where(
+                    table.c.fingerprint == fingerprint).order_by(table.c.text_hash)):
+                yield key, parsed
+
+    def parse_cache_count(self, fingerprint: str | None = None) -> int:
+        stmt = select(func.count()).select_from(orm.ParseCache)
+        if fingerprint is not None:
+            stmt = stmt.where(orm.ParseCache.fingerprint == fingerprint)
+        with self.session_factory() as session:
+            return session.scalar(stmt) or 0
+
+    def has_stale_parses(self, fingerprint: str) -> bool:
+        """Whether a stored criterion parse was made by another pipeline version."""
+        with self.session_factory() as session:
+            return session.scalar(select(orm.Criterion.id).where(
+                orm.Criterion.parser_version.is_not(None), orm.Criterion.parser_version != fingerprint)
+                .limit(1)) is not None
+
+    def stale_criterion_batches(self, fingerprint: str, size: int = 20_000) -> Iterator[list[tuple[int, str]]]:
+        """(id, text) of the criteria not parsed by ``fingerprint`` (unparsed or parsed by another version)."""
+        last = 0
+        while True:
+            with self.session_factory() as session:
+                rows = list(session.execute(
+                    select(orm.Criterion.id, orm.Criterion.text).where(
+                        orm.Criterion.id > last,
+                        or_(orm.Criterion.parser_version.is_(None), orm.Criterion.parser_version != fingerprint))
+                    .order_by(orm.Criterion.id).limit(size)))
+            if not rows:
+                return
+            last = rows[-1].id
+            yield [(r.id, r.text) for r in rows]
 
     def unparsed_criteria(self, limit: int = 5000) -> list[tuple[int, str]]:
         with self.session_factory() as session:
@@ -211,7 +333,7 @@ class TrialRepository:
 
     def clear_parsed(self) -> None:
         with self.session_factory.begin() as session:
-            session.execute(orm.Criterion.__table__.update().values(parsed=None))
+            session.execute(orm.Criterion.__table__.update().values(parsed=None, parser_version=None))
 
     def get_meta(self, key: str) -> str | None:
         with self.session_factory() as session:
@@ -220,11 +342,15 @@ class TrialRepository:
 
     def set_meta(self, key: str, value: str) -> None:
         with self.session_factory.begin() as session:
-            row = session.get(orm.CorpusMeta, key)
-            if row is None:
-                session.add(orm.CorpusMeta(key=key, value=value))
-            else:
-                row.value = value
+            self._set_meta(session, key, value)
+
+    @staticmethod
+    def _set_meta(session: Session, key: str, value: str) -> None:
+        row = session.get(orm.CorpusMeta, key)
+        if row is None:
+            session.add(orm.CorpusMeta(key=key, value=value))
+        else:
+            row.value = value
 
     def criterion_batches(self, size: int = 20_000) -> Iterator[list[tuple[int, str]]]:
         """(criterion id, text) of every stored criterion, in batches."""

@@ -60,6 +60,8 @@ class Criterion(Base):
     heading: Mapped[Optional[str]] = mapped_column(Text)
     text: Mapped[str] = mapped_column(Text)
     parsed: Mapped[Optional[dict[str, Any]]] = mapped_column(JSON)
+    # pipeline fingerprint that produced ``parsed`` (None: not parsed, or parsed before 0003 without a stamp)
+    parser_version: Mapped[Optional[str]] = mapped_column(String(64))
 
     trial: Mapped[Trial] = relationship(back_populates="criteria")
 
@@ -88,3 +90,17 @@ class CorpusMeta(Base):
 
     key: Mapped[str] = mapped_column(String(64), primary_key=True)
     value: Mapped[str] = mapped_column(Text)
+
+
+class ParseCache(Base):
+    """A parsed criterion text, keyed by the text's sha256 and the pipeline fingerprint that parsed it.
+
+    Criterion texts repeat across trials; ingest parses each distinct text once per pipeline version.
+    ``parsed`` is ``models.domain.parsed_to_dict`` of the result.
+    """
+
+    __tablename__ = "parse_cache"
+
+    text_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    fingerprint: Mapped[str] = mapped_column(String(64), primary_key=True)
+    parsed: Mapped[dict[str, Any]] = mapped_column(JSON)

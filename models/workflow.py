@@ -83,6 +83,14 @@ def _referral(row: Referral, with_events: bool = False) -> ReferralRecord:
                           row.needs_review, row.trial_hash, row.created_at, row.updated_at, events)
 
 
+def _checkpoint(factory: sessionmaker) -> None:
+    from models.db import checkpoint
+
+    engine = getattr(factory, "engine", None) or factory.kw.get("bind")
+    if engine is not None:
+        checkpoint(engine)
+
+
 class SessionRepository:
     def __init__(self, session_factory: sessionmaker) -> None:
         self.session_factory = session_factory
@@ -121,10 +129,15 @@ class SessionRepository:
         with self.session_factory.begin() as s:
             if s.execute(delete(ChatSession).where(ChatSession.id == session_id)).rowcount == 0:
                 raise NotFound(session_id)
+        _checkpoint(self.session_factory)
 
     def purge_expired(self) -> int:
+        """Delete every expired session (their transcripts with them); returns how many."""
         with self.session_factory.begin() as s:
-            return s.execute(delete(ChatSession).where(ChatSession.expires_at <= utcnow())).rowcount
+            n = s.execute(delete(ChatSession).where(ChatSession.expires_at <= utcnow())).rowcount
+        if n:
+            _checkpoint(self.session_factory)
+        return n
 
 
 class ReferralRepository:

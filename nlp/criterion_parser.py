@@ -24,6 +24,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import re
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 
@@ -629,6 +630,15 @@ def _equivalence_classes(doc: Doc, req: Requirement, drugs: list[SpacySpan]) -> 
 
 
 _WORKER_NLP: Language | None = None  # set in the parent before forking workers
+PARALLEL_MIN_CHUNK = 150  # texts per worker below which forking costs more than it saves
+
+
+def default_processes() -> int:
+    """Worker processes for a large parse: every core this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
 
 
 def _parse_chunk(texts: list[str]) -> list[ParsedCriterion]:
@@ -662,15 +672,19 @@ def _parse_serial(nlp: Language, texts: Sequence[str], batch_size: int = 256) ->
 def parse_criteria(nlp: Language, texts: Sequence[str], processes: int | None = None) -> list[ParsedCriterion]:
     """Parse many criterion texts (each truncated to 5,000 characters).
 
-    Large batches (bulk ingestion) are spread over forked worker processes that
-    share the already-built pipeline; results come back in input order.
+    Batches of more than a few hundred texts (bulk ingestion, the parse-cache misses of a batch) are
+    spread over forked worker processes, one per core by default, that share the already-built
+    pipeline; results come back in input order.
     """
     global _WORKER_NLP
     texts = [t[:5000] for t in texts]
-    processes = processes if processes is not None else min(os.cpu_count() or 1, 4)
-    if processes < 2 or len(texts) < 4000 or multiprocessing.current_process().daemon:
+    processes = processes if processes is not None else default_processes()
+    processes = min(processes, len(texts) // PARALLEL_MIN_CHUNK)
+    if (processes < 2 or multiprocessing.current_process().daemon
+            or threading.current_thread() is not threading.main_thread()):
+        # never fork from a request thread: forking a threaded process can deadlock the child
         return _parse_serial(nlp, texts)
-    size = max(500, len(texts) // (processes * 4))
+    size = max(PARALLEL_MIN_CHUNK, -(-len(texts) // (processes * 4)))
     chunks = [list(texts[i:i + size]) for i in range(0, len(texts), size)]
     _WORKER_NLP = nlp
     try:

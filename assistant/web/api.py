@@ -63,6 +63,17 @@ def require_role(role: str) -> Callable[[Callable[..., Any]], Callable[..., Any]
     return decorator
 
 
+@bp.before_request
+def _check_query_strings():  # type: ignore[no-untyped-def]
+    """Query parameters and path parts pass the same character checks as JSON bodies."""
+    for key, value in request.args.items(multi=True):
+        schemas.check_text(key, "query parameter name")
+        schemas.check_text(value, f"query parameter {key}")
+    for key, value in (request.view_args or {}).items():
+        if isinstance(value, str):
+            schemas.check_text(value, key)
+
+
 # --------------------------------------------------------------------------- public
 
 
@@ -76,9 +87,12 @@ def health():  # type: ignore[no-untyped-def]
         logger.exception("health: database check failed")
         trials, database = 0, "error"
     index = rt.current_index_version()
-    ready = database == "ok" and trials > 0 and index is not None
+    store = current_app.extensions.get("trialmatch_limit_store")
+    limits = "ok" if store is None or store.healthy() else "error"
+    ready = database == "ok" and trials > 0 and index is not None and limits == "ok"
     body = {"status": "ok" if ready else "degraded", "database": database, "trials": trials,
-            "index": "ready" if index is not None else "not_loaded", "corpus_version": index}
+            "index": "ready" if index is not None else "not_loaded", "corpus_version": index,
+            "rate_limit": limits}
     return jsonify(body), 200 if ready else 503
 
 

@@ -67,7 +67,9 @@ def register_error_handlers(app: Flask) -> None:
     def _unexpected(exc: Exception):  # type: ignore[no-untyped-def]
         rid = _request_id()
         # The exception type and stack only: a message could quote request content (patient text).
+        # the route template, not the path: a path can carry a session id (the only key to a transcript)
+        route = request.url_rule.rule if request.url_rule is not None else "<no route>"
         logger.error("unhandled %s on %s %s (request %s)\n%s", type(exc).__name__, request.method,
-                     request.path, rid, "".join(traceback.format_tb(exc.__traceback__)))
+                     route, rid, "".join(traceback.format_tb(exc.__traceback__)))
         return jsonify({"error": {"code": "internal_error", "message": "internal error",
                                   "request_id": rid}}), 500

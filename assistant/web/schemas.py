@@ -76,7 +76,8 @@ def parse_filters(raw: Any, default_statuses: Sequence[str] = ()) -> Filters:
     bad = [s for s in statuses if s not in KNOWN_STATUSES]
     if bad:
         raise bad_filter(f"unknown status: {', '.join(bad)}")
-    phases = _str_list(raw["phase"], "phase") if raw.get("phase") is not None else []
+    phases = [re.sub(r"PHASE_(\d)$", r"PHASE\1", p) for p in _str_list(raw["phase"], "phase")] if raw.get(
+        "phase") is not None else []  # "phase 2" and "Phase2" both mean PHASE2
     bad = [p for p in phases if p not in KNOWN_PHASES]
     if bad:
         raise bad_filter(f"unknown phase: {', '.join(bad)}")
@@ -102,15 +103,67 @@ class MatchRequest:
     filters: Filters
 
 
+MAX_JSON_DEPTH = 16  # the deepest valid request (filters.near) is 3 levels
+
+
+def json_depth(raw: bytes) -> int:
+    """Deepest nesting of objects/arrays in a JSON text (strings skipped), without parsing it."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for byte in raw:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif byte == 0x5C:  # backslash
+                escaped = True
+            elif byte == 0x22:
+                in_string = False
+        elif byte == 0x22:
+            in_string = True
+        elif byte in (0x5B, 0x7B):
+            depth += 1
+            deepest = max(deepest, depth)
+        elif byte in (0x5D, 0x7D):
+            depth -= 1
+    return deepest
+
+
+def check_text(value: str, where: str) -> str:
+    """Every string that reaches the service: no NUL, no lone surrogate (the databases cannot store them)."""
+    if "\x00" in value:
+        raise APIError("invalid_characters", f"{where} contains a NUL character", 400)
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise APIError("invalid_characters", f"{where} contains an invalid Unicode character", 400) from None
+    return value
+
+
+def check_strings(value: Any, where: str = "body") -> None:
+    """Walk a decoded JSON value and check every string, keys included."""
+    if isinstance(value, str):
+        check_text(value, where)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            check_text(str(key), f"{where} key")
+            check_strings(item, f"{where}.{key}")
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            check_strings(item, f"{where}[{i}]")
+
+
 def json_object(request: Request) -> dict[str, Any]:
-    """The request body as a JSON object, or a clear error."""
+    """The request body as a JSON object, or a clear error (never a RecursionError or an unstorable string)."""
     if not request.is_json:
         raise APIError("unsupported_media_type", "send a JSON body with Content-Type: application/json", 415)
+    if json_depth(request.get_data(cache=True)) > MAX_JSON_DEPTH:
+        raise APIError("nesting_too_deep", f"the JSON body is nested deeper than {MAX_JSON_DEPTH} levels", 400)
     data = request.get_json(silent=True)
     if data is None:
         raise APIError("malformed_json", "the request body is not valid JSON", 400)
     if not isinstance(data, dict):
         raise APIError("invalid_request", "the JSON body must be an object", 400)
+    check_strings(data)
     return data
 
 

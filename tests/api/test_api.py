@@ -270,3 +270,94 @@ def test_a_referral_is_evaluated_against_its_trial_even_when_unrelated(client, c
                       headers={"Authorization": f"Bearer {coordinator_key}"}).get_json()
     assert body["evaluation"] is not None and body["evaluation"]["nct_id"] == "NCT06897930"
     assert body["evaluation"]["label"] != "eligible"
+
+
+DEEP = "[" * 1000 + "]" * 1000
+
+
+@pytest.mark.parametrize("method, path", [("post", "/api/v1/match"), ("post", "/api/v1/sessions"),
+                                          ("post", "/api/v1/referrals")])
+def test_deeply_nested_json_is_a_clear_400(client, method, path):
+    body = '{"text": ' + DEEP + "}"
+    resp = getattr(client, method)(path, data=body, content_type="application/json")
+    assert resp.status_code == 400 and resp.get_json()["error"]["code"] == "nesting_too_deep"
+
+
+def test_deeply_nested_json_in_a_chat_message_and_a_referral_update(client, coordinator_key):
+    sid = client.post("/api/v1/sessions").get_json()["id"]
+    resp = client.post(f"/api/v1/sessions/{sid}/messages", data='{"text": ' + DEEP + "}",
+                       content_type="application/json")
+    assert resp.get_json()["error"]["code"] == "nesting_too_deep"
+    resp = client.patch("/api/v1/referrals/1", data='{"note": ' + DEEP + "}", content_type="application/json",
+                        headers={"Authorization": f"Bearer {coordinator_key}"})
+    assert resp.status_code == 400 and resp.get_json()["error"]["code"] == "nesting_too_deep"
+
+
+@pytest.mark.parametrize("body", [
+    '{"nct_id": "NCT06897930", "text": "lupus", "contact_ref": "desk \\ud800"}',
+    '{"nct_id": "NCT06897930", "text": "lupus\\u0000nephritis", "contact_ref": "desk-1"}',
+])
+def test_unstorable_characters_are_rejected_before_the_database(client, body):
+    resp = client.post("/api/v1/referrals", data=body, content_type="application/json")
+    assert resp.status_code == 400 and resp.get_json()["error"]["code"] == "invalid_characters"
+
+
+@pytest.mark.parametrize("query", ["q=lu%00pus", "condition=%00"])
+def test_nul_in_a_query_parameter_is_a_clear_400(client, query):
+    resp = client.get(f"/api/v1/trials?{query}")
+    assert resp.status_code == 400 and resp.get_json()["error"]["code"] == "invalid_characters"
+
+
+def test_expired_sessions_are_deleted_by_the_worker(app, client):
+    import datetime as dt
+
+    from sqlalchemy import func, select
+
+    from models.session import ChatSession
+
+    rt = app.extensions["trialmatch"]
+    rt.sessions.create(dt.timedelta(seconds=-1))
+    live = rt.sessions.create(dt.timedelta(minutes=5))
+    client.get("/api/v1/health")
+    with rt.repo.session_factory() as s:
+        ids = s.scalars(select(ChatSession.id)).all()
+        assert ids == [live.id]
+        assert s.scalar(select(func.count()).select_from(ChatSession)) == 1
+
+
+def test_rate_limits_fail_closed_when_their_store_is_down(tmp_path, nlp, studies_file):
+    from tests.conftest import make_test_app
+
+    app = make_test_app(tmp_path, nlp, studies_file, RATE_LIMIT_STORAGE_URL="redis://127.0.0.1:1")
+    client = app.test_client()
+    resp = client.post("/api/v1/match", json={"text": LUPUS})
+    assert resp.status_code == 503 and resp.get_json()["error"]["code"] == "rate_limit_unavailable"
+    health = client.get("/api/v1/health")
+    assert health.status_code == 503 and health.get_json()["rate_limit"] == "error"
+    assert client.get("/api/v1/referrals").status_code == 503  # coordinator routes are limited too
+    app.extensions["trialmatch"].engine.dispose()
+
+
+def test_client_address_comes_from_the_trusted_proxy_only(tmp_path, nlp, studies_file):
+    from tests.conftest import make_test_app
+
+    app = make_test_app(tmp_path, nlp, studies_file, PROXY_HOPS=1, RATE_LIMIT="2 per minute")
+    client = app.test_client()
+    codes = [client.post("/api/v1/sessions", headers={"X-Forwarded-For": f"10.0.0.{i % 2}"}).status_code
+             for i in range(4)]
+    assert codes == [201, 201, 201, 201]  # two clients behind the proxy, two requests each
+    assert client.post("/api/v1/sessions", headers={"X-Forwarded-For": "10.0.0.1"}).status_code == 429
+    app.extensions["trialmatch"].engine.dispose()
+
+
+def test_over_long_url_and_header_get_json_errors(client):
+    resp = client.get("/api/v1/trials?q=" + "a" * 5000)
+    assert resp.status_code == 414 and resp.get_json()["error"]["code"] == "uri_too_long"
+    resp = client.get("/api/v1/health", headers={"X-Long": "b" * 9000})
+    assert resp.status_code == 431 and resp.get_json()["error"]["code"] == "header_too_large"
+
+
+def test_phase_written_as_words_is_understood(client):
+    body = client.post("/api/v1/match", json={"text": LUPUS, "filters": {"status": "ANY", "phase": "phase 1"}}
+                       ).get_json()
+    assert "error" not in body and all("PHASE1" in m["phases"] for m in body["matches"])

@@ -13,7 +13,7 @@ def test_upgrade_from_empty_creates_every_table(database_url):
     assert current_revision(engine) == head_revision()
     tables = set(inspect(engine).get_table_names())
     assert {"trial", "criterion", "location", "chat_session", "referral", "referral_event", "api_key",
-            "corpus_meta"} <= tables
+            "corpus_meta", "parse_cache"} <= tables
     upgrade(engine)  # idempotent
     engine.dispose()
 
@@ -53,4 +53,27 @@ def test_unversioned_database_from_before_migrations_is_adopted(database_url):
     upgrade(engine)
     assert current_revision(engine) == head_revision()
     assert set(Base.metadata.tables) <= set(inspect(engine).get_table_names())
+    engine.dispose()
+
+
+def test_upgrade_to_the_parse_cache_stamps_existing_parses(database_url):
+    engine = make_engine(database_url)
+    upgrade(engine, "0002")
+    with engine.begin() as conn:
+        conn.execute(text(
+            "INSERT INTO trial (nct_id, title, conditions, keywords, interventions, phases, eligibility_text, "
+            "content_hash, raw, updated_at) VALUES ('NCT00000001', 'Old trial', '[]', '[]', '[]', '[]', '', 'x', "
+            "'{}', CURRENT_TIMESTAMP)"))
+        trial_id = conn.execute(text("SELECT id FROM trial")).scalar()
+        for position, parsed in ((0, '{"logic": "all", "parsed": true, "requirements": []}'), (1, None), (2, 'null')):
+            conn.execute(text("INSERT INTO criterion (trial_id, kind, position, depth, text, parsed) "
+                              "VALUES (:t, 'inclusion', :p, 0, 'Age 18-70', :parsed)"),
+                         {"t": trial_id, "p": position, "parsed": parsed})
+        conn.execute(text("INSERT INTO corpus_meta (key, value) VALUES ('parser_version', 'fp-before')"))
+    upgrade(engine)
+    assert current_revision(engine) == head_revision()
+    assert "parse_cache" in inspect(engine).get_table_names()
+    with engine.connect() as conn:
+        stamps = conn.execute(text("SELECT position, parser_version FROM criterion ORDER BY position")).all()
+    assert [tuple(r) for r in stamps] == [(0, "fp-before"), (1, None), (2, None)]
     engine.dispose()

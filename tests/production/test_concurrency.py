@@ -55,3 +55,42 @@ def test_reads_during_reingest_never_see_half_updated_trials(tmp_path, nlp, data
     final = app.test_client().get("/api/v1/trials/NCT06897930").get_json()
     assert "[v2]" in final["title"]
     app.extensions["trialmatch"].engine.dispose()
+
+
+def test_eight_concurrent_writers_never_fail(tmp_path, database_url):
+    """Chat turns and referrals from 8 threads at once: every write lands, none fails with 'database is locked'
+    (SQLite write transactions take the write lock at BEGIN)."""
+    import datetime as dt
+    import threading
+
+    from models.db import create_schema, make_engine, make_session_factory
+    from models.workflow import ReferralRepository, SessionRepository
+
+    engine = make_engine(database_url)
+    create_schema(engine)
+    factory = make_session_factory(engine)
+    sessions, referrals = SessionRepository(factory), ReferralRepository(factory)
+    errors: list[BaseException] = []
+    ttl = dt.timedelta(minutes=5)
+
+    def client(n: int) -> None:
+        try:
+            state = sessions.create(ttl)
+            messages = []
+            for turn in range(6):
+                sessions.get(state.id)
+                messages.append({"role": "user", "text": f"client {n} turn {turn}"})
+                sessions.save_turn(state.id, messages, [], None, ttl)
+            referrals.create("NCT00000001", f"client {n}", f"ref-{n}", "widget", session_id=state.id)
+        except BaseException as exc:  # noqa: BLE001 - collected and asserted below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=client, args=(n,)) for n in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert errors == []
+    items, total = referrals.list(per_page=50)
+    assert total == 8
+    engine.dispose()
