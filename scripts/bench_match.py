@@ -161,8 +161,11 @@ def build_index(runtime: Any) -> dict[str, Any]:
     with bc.Stopwatch() as save:
         index.save(runtime.index_path)
     ranker = index.ranker
+    matrices = [*ranker.matrices_.values(), *([ranker.weighted_] if hasattr(ranker, "weighted_") else [])]
     stats = {"trials": n, "terms": len(ranker.vectorizer_.vocabulary_),
-             "nnz": int(sum(m.nnz for m in ranker.matrices_.values()))}
+             "nnz": int(sum(m.nnz for m in ranker.matrices_.values())),
+             "weighted_nnz": int(ranker.weighted_.nnz) if hasattr(ranker, "weighted_") else None,
+             "matrices_mb": round(sum(m.data.nbytes + m.indices.nbytes + m.indptr.nbytes for m in matrices) / 1e6, 1)}
     del index, ranker
     gc.collect()
     peak_after_fit = bc.peak_rss_mb()
@@ -268,7 +271,9 @@ def describe(label: str, r: dict[str, Any], goal_ms: float | None, goal_text: st
     lines.append(f"  candidate depth {r['candidate_depth']} (mean {r['mean_candidates']} hits), check depth "
                  f"{r['check_depth']} (mean {r['mean_checked']} trials checked), top_k {TOP_K}, filters {FILTERS}")
     lines.append(f"  index: read {ix['trials']} trials from the database {ix['read_db_s']:.1f} s, TF-IDF fit "
-                 f"{ix['fit_s']:.1f} s ({ix['terms']} terms, {ix['nnz']} non-zeros), save {ix['save_s']:.1f} s "
+                 f"{ix['fit_s']:.1f} s ({ix['terms']} terms, {ix['nnz']} non-zeros in the field matrices"
+                 + (f", {ix['weighted_nnz']} in the weighted matrix" if ix.get("weighted_nnz") else "")
+                 + f"; sparse matrices {ix['matrices_mb']} MB), save {ix['save_s']:.1f} s "
                  f"({ix['index_file_mb']} MB), load from disk {ix['load_from_disk_s']:.1f} s")
     lines.append(f"  memory: RSS with all records loaded {ix['rss_with_records_mb']} MB, peak RSS after fit "
                  f"{ix['peak_rss_after_fit_mb']} MB, RSS while serving {r['rss_mb']} MB"

@@ -14,7 +14,8 @@ from assistant.matching.retrieval import Hits, TfidfRanker
 from models.domain import TrialRecord
 
 logger = logging.getLogger(__name__)
-FORMAT = 1
+# 2: the ranker also holds the weighted field matrix (CSC) and the feedback_terms parameter
+FORMAT = 2
 
 
 @dataclass

@@ -4,6 +4,12 @@ One vocabulary/IDF is fitted over all fields; each field is a separate
 L2-normalised matrix and a document's score is the weighted sum of the
 query's cosine with each field. ``__init__`` only stores parameters, ``fit``
 returns ``self`` and fitted state ends in ``_``.
+
+Since ``sum_f w_f * (M_f @ q) == (sum_f w_f * M_f) @ q``, ``fit`` also stores the
+single weighted matrix ``W = sum_f w_f * M_f`` in CSC form (``weighted_``), and a
+query is scored with the columns of ``W`` of its own terms only. The per-field
+CSR matrices (``matrices_``) are kept for the few rows that ``field_scores``
+and the Rocchio centroid need.
 """
 from __future__ import annotations
 
@@ -28,6 +34,11 @@ DEFAULT_FIELD_WEIGHTS: dict[str, float] = {
     "title": 0.3,
     "conditions": 0.3,
 }
+# Terms of the Rocchio centroid kept in the expanded query (the heaviest ones): bounds the columns the
+# second pass reads. The centroid of 5 trials has a few hundred terms (median ~300-800, max ~1,800 on the
+# bundled and scaled corpora); 1,000 leaves the SIGIR ranking unchanged, while 500 cost 0.003 ndCG@10 and
+# 200 cost 0.015 (docs/benchmarks.md, "Fast retrieval").
+DEFAULT_FEEDBACK_TERMS = 1000
 
 
 class Hits(NamedTuple):
@@ -52,11 +63,25 @@ def trial_fields(trial: TrialRecord) -> dict[str, str]:
     return fields
 
 
+def _canonical(matrix):  # type: ignore[no-untyped-def]
+    matrix.sum_duplicates()
+    matrix.sort_indices()
+    return matrix
+
+
+def _merge(terms: list[np.ndarray], values: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Sparse vectors given as (term ids, values) parts summed into sorted unique term ids and float64 values."""
+    if not terms:
+        return np.zeros(0, dtype=np.int32), np.zeros(0)
+    unique, inverse = np.unique(np.concatenate(terms), return_inverse=True)
+    return unique, np.bincount(inverse, weights=np.concatenate(values), minlength=unique.size)
+
+
 class TfidfRanker(BaseEstimator):
     def __init__(self, ngram_range: tuple[int, int] = (1, 2), min_df: int = 2, max_df: float = 0.5,
                  sublinear_tf: bool = True, field_weights: dict[str, float] | None = None,
                  max_features: int | None = 500_000, feedback_docs: int = 5,
-                 feedback_weight: float = 0.3) -> None:
+                 feedback_weight: float = 0.3, feedback_terms: int | None = DEFAULT_FEEDBACK_TERMS) -> None:
         self.ngram_range = ngram_range
         self.min_df = min_df
         self.max_df = max_df
@@ -65,6 +90,7 @@ class TfidfRanker(BaseEstimator):
         self.max_features = max_features
         self.feedback_docs = feedback_docs
         self.feedback_weight = feedback_weight
+        self.feedback_terms = feedback_terms
 
     def _weights(self) -> dict[str, float]:
         return dict(self.field_weights or DEFAULT_FIELD_WEIGHTS)
@@ -86,10 +112,17 @@ class TfidfRanker(BaseEstimator):
             strip_accents="unicode",
         )
         self.vectorizer_.fit(" ".join(parts) for parts in zip(*columns.values()))
-        self.matrices_ = {
-            name: sparse.csr_matrix(normalize(self.vectorizer_.transform(texts)), dtype=np.float32)
-            for name, texts in columns.items()
-        }
+        self.matrices_ = {}
+        weighted = None
+        for name in list(columns):
+            matrix = sparse.csr_matrix(normalize(self.vectorizer_.transform(columns.pop(name))), dtype=np.float32)
+            self.matrices_[name] = matrix
+            if weights[name]:
+                part = matrix * np.float32(weights[name])
+                weighted = part if weighted is None else weighted + part
+        if weighted is None:
+            weighted = sparse.csr_matrix((n_docs, len(self.vectorizer_.vocabulary_)), dtype=np.float32)
+        self.weighted_ = _canonical(sparse.csc_matrix(weighted, dtype=np.float32))
         self.trial_ids_ = ids
         self.index_ = {nct: i for i, nct in enumerate(ids)}
         logger.info("retriever fitted on %d trials, %d terms", n_docs, len(self.vectorizer_.vocabulary_))
@@ -105,33 +138,60 @@ class TfidfRanker(BaseEstimator):
             q = vec if q is None else q + vec
         return q
 
-    def _scores(self, q) -> np.ndarray:  # type: ignore[no-untyped-def]
-        qt = normalize(q).T.tocsc()
-        total = np.zeros(len(self.trial_ids_), dtype=np.float32)
+    def _scores(self, terms: np.ndarray, values: np.ndarray) -> np.ndarray:
+        """Weighted field cosines of every trial with the query ``values`` on ``terms`` (normalised here).
+
+        Only the columns of W of the query's terms are read."""
+        norm = float(np.sqrt(np.dot(values, values)))
+        if terms.size == 0 or norm == 0:
+            return np.zeros(len(self.trial_ids_), dtype=np.float32)
+        return np.asarray(self.weighted_[:, terms] @ (values / norm).astype(np.float32)).ravel()
+
+    def _centroid(self, top: np.ndarray) -> sparse.csr_matrix:
+        """The L2-normalised Rocchio centroid of the given rows, reduced to its ``feedback_terms`` heaviest terms.
+
+        It is normalised over all its terms before the cut, so the kept terms have the weights they have in
+        the full centroid."""
+        terms, values = [], []
         for name, weight in self._weights().items():
-            total += weight * np.asarray((self.matrices_[name] @ qt).todense()).ravel()
-        return total
+            if not weight:
+                continue
+            matrix = self.matrices_[name]
+            for row in top:
+                start, end = matrix.indptr[row], matrix.indptr[row + 1]
+                terms.append(matrix.indices[start:end])
+                values.append(matrix.data[start:end] * np.float64(weight))
+        terms, values = _merge(terms, values)
+        norm = np.sqrt(np.dot(values, values))
+        if norm > 0:
+            values /= norm
+        limit = self.feedback_terms
+        if limit is not None and terms.size > limit:
+            keep = np.sort(np.argpartition(-values, limit - 1)[:limit]) if limit > 0 else np.zeros(0, dtype=int)
+            terms, values = terms[keep], values[keep]
+        return sparse.csr_matrix((values.astype(np.float32), terms, [0, terms.size]),
+                                 shape=(1, self.weighted_.shape[1]))
 
     def score_all(self, query: str | Sequence[tuple[str, float]]) -> np.ndarray:
         """Relevance of every fitted trial for ``query`` (text, or weighted text parts).
 
         With ``feedback_docs`` > 0, Rocchio pseudo-relevance feedback adds the
-        centroid of the top documents to the query and scores again.
+        centroid of the top documents (its ``feedback_terms`` heaviest terms,
+        all of them when None) to the query and scores again.
         """
         q = self._query_vector(query)
         if q is None or q.nnz == 0:
             return np.zeros(len(self.trial_ids_), dtype=np.float32)
-        scores = self._scores(q)
+        terms, values = q.indices, q.data.astype(np.float64)
+        scores = self._scores(terms, values)
         n = min(self.feedback_docs, len(scores))
         if n > 0 and scores.max() > 0:
             top = np.argpartition(-scores, n - 1)[:n]
-            centroid = None
-            for name, weight in self._weights().items():
-                part = self.matrices_[name][top].sum(axis=0) * weight
-                centroid = part if centroid is None else centroid + part
-            centroid = sparse.csr_matrix(centroid)
-            q = normalize(q) + self.feedback_weight * normalize(centroid)
-            scores = self._scores(q)
+            centroid = self._centroid(top)
+            values = values / np.sqrt(np.dot(values, values))
+            terms, values = _merge([terms, centroid.indices],
+                                   [values, centroid.data.astype(np.float64) * self.feedback_weight])
+            scores = self._scores(terms, values)
         return scores
 
     def field_scores(self, query: str | Sequence[tuple[str, float]], ids: Sequence[str]) -> dict[str, np.ndarray]:

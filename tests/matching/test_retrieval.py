@@ -5,7 +5,7 @@ from sklearn.base import clone
 
 from assistant.matching.filters import Filters, Near, build_mask, haversine_km, nearest_site_km, trial_meta
 from assistant.matching.index import CorpusIndex
-from assistant.matching.retrieval import TfidfRanker
+from assistant.matching.retrieval import DEFAULT_FIELD_WEIGHTS, TfidfRanker, trial_fields
 from models.domain import Intervention, Location, TrialRecord
 
 
@@ -81,3 +81,102 @@ def test_index_round_trip_and_version(tmp_path):
     assert loaded.search("asthma", 2, Filters()).ids[0] == "NCT00000004"
     path.write_bytes(b"garbage")
     assert CorpusIndex.load(path) is None
+
+
+# --------------------------------------------------------------------------- fast scoring == reference formula
+
+FIELD_CORPUS = CORPUS + [
+    trial("NCT00000005", "Rituximab maintenance in lupus nephritis", ["Lupus Nephritis", "Systemic Lupus Erythematosus"],
+          "B cell depletion after induction therapy for proliferative lupus nephritis"),
+    trial("NCT00000006", "Inhaled corticosteroids in severe asthma", ["Asthma", "Severe Asthma"],
+          "budesonide and formoterol in adults with severe asthma exacerbations"),
+    trial("NCT00000007", "Metformin and kidney disease progression", ["Diabetic Nephropathy"],
+          "metformin in type 2 diabetes with chronic kidney disease"),
+    trial("NCT00000008", "Heart failure with preserved ejection fraction", ["Heart Failure"],
+          "exercise training in older adults with heart failure"),
+]
+QUERIES = ["woman with lupus nephritis refractory to cyclophosphamide and rituximab",
+           "adult with severe asthma on inhaled corticosteroids",
+           [("type 2 diabetes", 1.0), ("chronic kidney disease metformin", 0.5)]]
+
+
+def _dense_fields(ranker: TfidfRanker) -> dict[str, np.ndarray]:
+    """Each field's L2-normalised TF-IDF rows, computed from the trial texts in plain numpy."""
+    out = {}
+    for name in DEFAULT_FIELD_WEIGHTS:
+        x = ranker.vectorizer_.transform([trial_fields(t)[name] for t in FIELD_CORPUS]).toarray().astype(np.float64)
+        norms = np.linalg.norm(x, axis=1, keepdims=True)
+        out[name] = np.divide(x, norms, out=np.zeros_like(x), where=norms > 0)
+    return out
+
+
+def _dense_query(ranker: TfidfRanker, query) -> np.ndarray:
+    parts = [(query, 1.0)] if isinstance(query, str) else query
+    q = sum(w * _unit(ranker.vectorizer_.transform([text]).toarray().ravel().astype(np.float64)) for text, w in parts)
+    return _unit(q)
+
+
+def _unit(v: np.ndarray) -> np.ndarray:
+    n = np.linalg.norm(v)
+    return v / n if n > 0 else v
+
+
+def _reference(fields: dict[str, np.ndarray], q: np.ndarray) -> np.ndarray:
+    """Per-field cosines summed with the field weights."""
+    return sum(w * (fields[name] @ q) for name, w in DEFAULT_FIELD_WEIGHTS.items())
+
+
+def _reference_centroid(fields: dict[str, np.ndarray], top: np.ndarray) -> np.ndarray:
+    return _unit(sum(w * fields[name][top].sum(axis=0) for name, w in DEFAULT_FIELD_WEIGHTS.items()))
+
+
+def _top(scores: np.ndarray, n: int) -> np.ndarray:
+    order = np.argsort(-scores, kind="stable")
+    assert scores[order[n - 1]] - scores[order[n]] > 1e-4  # the feedback documents are not a tie
+    return order[:n]
+
+
+def test_scoring_equals_the_per_field_reference_without_feedback():
+    ranker = TfidfRanker(min_df=1, feedback_docs=0).fit(FIELD_CORPUS)
+    fields = _dense_fields(ranker)
+    for query in QUERIES:
+        expected = _reference(fields, _dense_query(ranker, query))
+        np.testing.assert_allclose(ranker.score_all(query), expected, atol=1e-5)
+
+
+def test_scoring_equals_the_reference_with_unbounded_feedback():
+    for terms in (None, 10**6):
+        ranker = TfidfRanker(min_df=1, feedback_docs=2, feedback_weight=0.3, feedback_terms=terms).fit(FIELD_CORPUS)
+        fields = _dense_fields(ranker)
+        for query in QUERIES:
+            q = _dense_query(ranker, query)
+            top = _top(_reference(fields, q), 2)
+            expanded = _unit(q + 0.3 * _reference_centroid(fields, top))
+            np.testing.assert_allclose(ranker.score_all(query), _reference(fields, expanded), atol=1e-5)
+
+
+def test_feedback_keeps_the_heaviest_centroid_terms():
+    ranker = TfidfRanker(min_df=1, feedback_docs=2, feedback_terms=5).fit(FIELD_CORPUS)
+    fields = _dense_fields(ranker)
+    query = QUERIES[0]
+    q = _dense_query(ranker, query)
+    top = _top(_reference(fields, q), 2)
+    full = _reference_centroid(fields, top)
+    bounded = ranker._centroid(top)
+    assert bounded.nnz == 5
+    np.testing.assert_allclose(np.sort(bounded.data), np.sort(full[full > 0])[-5:], atol=1e-6)
+    np.testing.assert_allclose(bounded.toarray().ravel(), full * (bounded.toarray().ravel() > 0), atol=1e-6)
+    expanded = _unit(q + ranker.feedback_weight * bounded.toarray().ravel())
+    np.testing.assert_allclose(ranker.score_all(query), _reference(fields, expanded), atol=1e-5)
+
+
+def test_field_scores_are_the_per_field_cosines():
+    ranker = TfidfRanker(min_df=1).fit(FIELD_CORPUS)
+    fields = _dense_fields(ranker)
+    ids = ["NCT00000005", "NCT99999999", "NCT00000001"]
+    for query in QUERIES:
+        q = _dense_query(ranker, query)
+        got = ranker.field_scores(query, ids)
+        assert set(got) == set(DEFAULT_FIELD_WEIGHTS)
+        for name in DEFAULT_FIELD_WEIGHTS:
+            np.testing.assert_allclose(got[name], [fields[name][4] @ q, 0.0, fields[name][0] @ q], atol=1e-5)
