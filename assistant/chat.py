@@ -2,10 +2,12 @@
 
 Each user message is read on its own; its facts replace earlier facts about the
 same thing (a later "her UPCR is now 2.4 g/g" replaces the old UPCR, "no, she
-has never had CAR-T" negates an earlier CAR-T mention). An answer to a
-follow-up question is read in the context of that question: a bare "2.4 g/g"
-after "What was the most recent UPCR?" is read as a UPCR, a bare "no" after
-"Has the patient received CAR-T?" as a negated CAR-T therapy.
+has never had CAR-T" negates an earlier CAR-T mention).
+
+Answer binding (one rule): a reply answers the pending question only when it is a bare answer ("yes", "no",
+"no, never", "2.4 g/g", "12", "1:320", "8 months ago") or names that question's subject; anything else is free
+text read on its own. So "Yes, he takes losartan" while a malignancy question is pending records losartan, not
+a malignancy, and a question's subject is never prepended to free text.
 """
 from __future__ import annotations
 
@@ -60,17 +62,54 @@ def transcript_text(messages: Sequence[dict[str, Any]]) -> str:
     return SEPARATOR.join(m["text"] for m in messages if m.get("role") == "user")
 
 
+BARE_VALUE_RE = re.compile(r"^\s*(?:it\s+(?:is|was)\s+|about\s+|around\s+)?[<>≤≥=~]?\s*\d[\d.,:/]*\s*"
+                           r"(?:[a-zA-Z%/^µμ0-9.]+(?:\s*/\s*[a-zA-Z0-9.]+)?)?\s*\.?\s*$", re.IGNORECASE)
+BARE_TIME_RE = re.compile(r"^\s*(?:about\s+|around\s+)?(?:\d+|one|two|three|four|five|six|seven|eight|nine|ten|"
+                          r"eleven|twelve|a|an)\s+(?:days?|weeks?|months?|years?)\s+ago\s*\.?\s*$|^\s*(?:in\s+)?"
+                          r"(?:19|20)\d\d\s*\.?\s*$|^\s*last\s+(?:week|month|year)\s*\.?\s*$", re.IGNORECASE)
+# after the yes/no word, only these may follow for the reply to stay a bare answer
+BARE_TAIL_RE = re.compile(r"^\W*(?:(?:she|he|they|i|we|the patient)\s+(?:has|have|had|did|does|is|was|were|"
+                          r"do)(?:\s*n['’]t|\s+not)?|never|not|none|at all|ever|thanks?|thank you|please)?\W*$",
+                          re.IGNORECASE)
+
+
+def _subject_words(what: str) -> list[str]:
+    return [w for part in what.split("|") for w in re.findall(r"[a-z0-9]{3,}", part.replace("_", " ").lower())]
+
+
+def names_subject(question: dict[str, Any] | None, text: str) -> bool:
+    """Does the reply name what the pending question asks about?"""
+    _, _, what = str((question or {}).get("key", "")).partition(":")
+    words = set(re.findall(r"[a-z0-9]{3,}", text.lower()))
+    return bool(what) and any(w in words for w in _subject_words(what))
+
+
+def is_bare_answer(text: str) -> bool:
+    """A reply that says nothing but the answer: yes/no (with at most "she has"/"never"), a value, a time."""
+    m = YES_RE.match(text) or NO_RE.match(text)
+    if m:
+        return bool(BARE_TAIL_RE.match(text[m.end():]))
+    return bool(BARE_VALUE_RE.match(text) or BARE_TIME_RE.match(text))
+
+
+def binds(question: dict[str, Any] | None, text: str) -> bool:
+    """The answer-binding rule: the reply answers the pending question only when it is a bare answer or names
+    that question's subject."""
+    return bool(question) and (is_bare_answer(text) or names_subject(question, text))
+
+
 def context_prefix(question: dict[str, Any] | None, text: str) -> str:
-    """Words that make a bare answer readable on its own ("UPCR" before "2.4 g/g")."""
-    if not question:
+    """Words that make a bare value readable on its own ("UPCR" before "2.4 g/g", the drug before "8 months
+    ago"); free text and replies that name their subject get no prefix."""
+    if not question or not (BARE_VALUE_RE.match(text) or BARE_TIME_RE.match(text)):
         return ""
     kind, _, what = str(question.get("key", "")).partition(":")
-    if kind == "lab":
+    if kind == "lab" and BARE_VALUE_RE.match(text):
         return LAB_PHRASES.get(what, what.replace("_", " "))
-    if kind == "age":
+    if kind == "age" and BARE_VALUE_RE.match(text):
         return "age"
-    if kind in ("therapy_date", "condition") and what and not (YES_RE.match(text) or NO_RE.match(text)):
-        return what.split("|")[0].replace("_", " ")
+    if kind == "therapy_date" and what and BARE_TIME_RE.match(text):
+        return f"{what.split('|')[0].replace('_', ' ')} given"
     return ""
 
 
@@ -92,11 +131,16 @@ def _shift_profile(p: PatientProfile, delta: int, limit: tuple[int, int]) -> Pat
 
 
 def yes_no_facts(turn: Turn) -> PatientProfile | None:
-    """A bare yes/no answer to a condition or therapy question, as facts."""
+    """A bare yes/no answer to a condition, therapy or consent question, as facts."""
     question = turn.answered or {}
     kind, _, what = str(question.get("key", "")).partition(":")
     yes, no = YES_RE.match(turn.text), NO_RE.match(turn.text)
-    if kind not in ("condition", "therapy") or not what or not (yes or no):
+    if not (yes or no) or not is_bare_answer(turn.text):
+        return None
+    if kind == "consent" and yes:
+        return PatientProfile(consent_span=Span(turn.offset + yes.start(), turn.offset + yes.end(),
+                                                yes.group(0).strip()))
+    if kind not in ("condition", "therapy") or not what:
         return None
     m = yes or no
     assert m is not None
@@ -110,6 +154,8 @@ def yes_no_facts(turn: Turn) -> PatientProfile | None:
 
 
 def read_turn(turn: Turn, extract: Callable[[str], PatientProfile]) -> PatientProfile:
+    answered = turn.answered if binds(turn.answered, turn.text) else None
+    turn = replace(turn, answered=answered)
     facts = yes_no_facts(turn)
     if facts is not None:
         return facts

@@ -772,8 +772,11 @@ BOTH_SEXES_RE = re.compile(r"\b(?:men|males?)\b[^.;]{0,40}\b(?:women|females?)\b
                            r"{0,40}\b(?:men|males?)\b|\bboth sexes\b|\beither sex\b", re.IGNORECASE)
 NEGATIVE_PHRASING_RE = re.compile(r"^\W*(?:no|not|must not|should not|may not|never|negative|free of)\b",
                                   re.IGNORECASE)
+# Words between "No" and X that keep "No X" an exclusion of X: the old NCI layout lists exclusions as "No patients
+# known to be HIV positive", "No patients with history of X" (the subject and copula add nothing).
 LEAD_IN_RE = re.compile(r"^\s*(?:(?:evidence|history|signs?|symptoms?|diagnosis) of\s+|(?:known|active|current|"
-                        r"acute|prior|significant|clinically|severe|have|has|had|received|any)\s+)*$", re.IGNORECASE)
+                        r"acute|prior|significant|clinically|severe|have|has|had|received|any|patients?|subjects?|"
+                        r"participants?|individuals?|women|men|with|who|are|is|be|been|to)\s+)*$", re.IGNORECASE)
 STATED_ABSENCE_RE = re.compile(r"^\W*(?:(?:patients?|subjects?|participants?|women|men|they|are|is|have|has|"
                                r"had|must|should|will|be|been|currently)\s+)*(?:no|not|never|non|without|free of|"
                                r"negative|absence of)\b", re.IGNORECASE)

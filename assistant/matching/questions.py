@@ -14,12 +14,16 @@ from models.domain import Question, TrialLabel, TrialMatch, Verdict
 
 MAX_QUESTIONS = 3
 ASSUMED_WEIGHT = 0.25
+# Asked of every trial alike, so the answer says nothing about which trial fits: never a follow-up question.
+ADMINISTRATIVE_KEYS = frozenset({"consent"})
 
 
 def trial_questions(match: TrialMatch, limit: int = MAX_QUESTIONS) -> tuple[Question, ...]:
     grouped: dict[str, Question] = {}
     for v in match.criteria:
         if not v.question_key or not v.question or not (v.verdict is Verdict.UNKNOWN or v.assumed):
+            continue
+        if v.question_key in ADMINISTRATIVE_KEYS:
             continue
         weight = 1.0 if v.verdict is Verdict.UNKNOWN else ASSUMED_WEIGHT  # confirming an assumption counts less
         q = grouped.get(v.question_key)

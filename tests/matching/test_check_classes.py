@@ -173,3 +173,14 @@ def test_the_patient_is_assessed_for_the_cohort_of_their_disease():
                 normalized_unit="mg/dL"),))
     match = evaluate_trial(profile, TrialRecord(nct_id="NCT00000009", title="t", criteria=criteria), 1.0, is_a)
     assert match.cohort == "A" and match.label.value == "ineligible"
+
+
+def test_no_patients_with_x_in_an_exclusion_list_means_x_excludes():
+    text = "No patients known to have sarcoidosis"
+    req = Requirement(type="condition", span=at(text, "sarcoidosis"), concepts=("sarcoidosis",), present=False)
+    note = "Sarcoidosis diagnosed last year."
+    with_it = PatientProfile(text=note, conditions=(ConditionFact("sarcoidosis", at(note, "Sarcoidosis")),))
+    assert verdict(with_it, crit(EXC, text, req)).verdict is Verdict.MET
+    without = PatientProfile(text="Gout.")
+    v = verdict(without, crit(EXC, text, req))
+    assert v.verdict is Verdict.NOT_MET and v.assumed
