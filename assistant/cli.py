@@ -166,15 +166,18 @@ def cmd_users(args: argparse.Namespace) -> int:
 
     rt = _runtime(args)
     if args.action == "create":
+        # a coordinator without --team joins DEFAULT_TEAM (where unmapped referrals go); admins see every team
+        team = args.team if args.team is not None or args.role == "admin" else rt.settings.get("DEFAULT_TEAM")
         try:
-            key = rt.keys.create(args.name, args.role)
+            key = rt.keys.create(args.name, args.role, team=team or None)
         except ValueError as exc:
             print(str(exc), file=sys.stderr)
             return 2
         except Exception as exc:  # noqa: BLE001 - e.g. a duplicate name (integrity error)
             print(f"could not create {args.name!r}: {type(exc).__name__}", file=sys.stderr)
             return 1
-        print(f"created {args.role} key for {args.name}; store it now, it is not shown again:")
+        scope = "every team" if args.role == "admin" else f"team {(team or 'default').strip()!r}"
+        print(f"created {args.role} key for {args.name} ({scope}); store it now, it is not shown again:")
         print(key)
         return 0
     if args.action == "revoke":
@@ -185,8 +188,8 @@ def cmd_users(args: argparse.Namespace) -> int:
             return 1
         print(f"revoked {args.name}")
         return 0
-    for name, role, revoked in rt.keys.names():
-        print(f"{name:<30} {role:<12} {'revoked' if revoked else 'active'}")
+    for name, role, team, revoked in rt.keys.entries():
+        print(f"{name:<30} {role:<12} {team or '(all teams)':<20} {'revoked' if revoked else 'active'}")
     return 0
 
 
@@ -261,9 +264,11 @@ def build_parser() -> argparse.ArgumentParser:
     u = usub.add_parser("create", help="create an API key and print it once")
     u.add_argument("name")
     u.add_argument("--role", choices=["coordinator", "admin"], default="coordinator")
+    u.add_argument("--team", help="the site team whose referrals a coordinator key sees and changes "
+                   "(default: DEFAULT_TEAM); admin keys see every team and take no team")
     u = usub.add_parser("revoke", help="revoke a key")
     u.add_argument("name")
-    usub.add_parser("list", help="list keys (names and roles only)")
+    usub.add_parser("list", help="list keys (names, roles and teams only)")
     p.set_defaults(func=cmd_users)
 
     p = sub.add_parser("evaluate", help="benchmark evaluations (ner, criteria, eligibility, ranking)")

@@ -9,6 +9,8 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from models.db import Base
 
+DEFAULT_TEAM = "default"  # the team of rows from before referral scoping (migration 0004)
+
 
 class Referral(Base):
     __tablename__ = "referral"
@@ -18,6 +20,8 @@ class Referral(Base):
     session_id: Mapped[Optional[str]] = mapped_column(String(64))
     patient_text: Mapped[str] = mapped_column(Text)
     contact_ref: Mapped[str] = mapped_column(String(200))
+    # the site team that may see and change it (coordinator keys are scoped to one team)
+    team: Mapped[str] = mapped_column(String(64), index=True, default=DEFAULT_TEAM, server_default=DEFAULT_TEAM)
     status: Mapped[str] = mapped_column(String(32), index=True, default="new")
     needs_review: Mapped[bool] = mapped_column(Boolean, default=False)  # trial criteria changed since creation
     trial_hash: Mapped[Optional[str]] = mapped_column(String(64))
@@ -51,6 +55,8 @@ class ApiKey(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(100), unique=True)
     role: Mapped[str] = mapped_column(String(16))  # coordinator | admin
+    # a coordinator's team; ignored for admins (they see every team)
+    team: Mapped[str] = mapped_column(String(64), default=DEFAULT_TEAM, server_default=DEFAULT_TEAM)
     prefix: Mapped[str] = mapped_column(String(16), index=True)
     key_hash: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[dt.datetime] = mapped_column(DateTime)

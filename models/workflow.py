@@ -15,7 +15,7 @@ from typing import Any, Iterable
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import selectinload, sessionmaker
 
-from models.referral import ApiKey, Referral, ReferralEvent
+from models.referral import DEFAULT_TEAM, ApiKey, Referral, ReferralEvent
 from models.session import ChatSession
 
 REFERRAL_STATUSES = ("new", "in_review", "contacted", "enrolled", "not_eligible")
@@ -63,12 +63,19 @@ class ReferralRecord:
     created_at: dt.datetime
     updated_at: dt.datetime
     events: tuple[AuditEvent, ...] = ()
+    team: str = DEFAULT_TEAM
 
 
 @dataclass(frozen=True, slots=True)
 class Principal:
     name: str
     role: str
+    team: str | None = DEFAULT_TEAM  # None for admins: they see every team
+
+    @property
+    def scope(self) -> str | None:
+        """The team this key is limited to; None means every team (admins)."""
+        return None if self.role == "admin" else self.team
 
 
 def _state(row: ChatSession) -> SessionState:
@@ -80,7 +87,7 @@ def _referral(row: Referral, with_events: bool = False) -> ReferralRecord:
     events = tuple(AuditEvent(e.at, e.actor, e.action, e.from_status, e.to_status, e.note)
                    for e in row.events) if with_events else ()
     return ReferralRecord(row.id, row.nct_id, row.session_id, row.patient_text, row.contact_ref, row.status,
-                          row.needs_review, row.trial_hash, row.created_at, row.updated_at, events)
+                          row.needs_review, row.trial_hash, row.created_at, row.updated_at, events, row.team)
 
 
 def _checkpoint(factory: sessionmaker) -> None:
@@ -141,31 +148,42 @@ class SessionRepository:
 
 
 class ReferralRepository:
+    """Referrals belong to a team. Reads and writes take ``team``: a referral of another team is
+    reported as not found (its existence is not revealed); ``team=None`` means every team (admins)."""
+
     def __init__(self, session_factory: sessionmaker) -> None:
         self.session_factory = session_factory
 
     def create(self, nct_id: str, patient_text: str, contact_ref: str, actor: str,
-               session_id: str | None = None, trial_hash: str | None = None) -> ReferralRecord:
+               session_id: str | None = None, trial_hash: str | None = None,
+               team: str = DEFAULT_TEAM) -> ReferralRecord:
         now = utcnow()
         row = Referral(nct_id=nct_id, session_id=session_id, patient_text=patient_text, contact_ref=contact_ref,
-                       status="new", needs_review=False, trial_hash=trial_hash, created_at=now, updated_at=now)
+                       status="new", needs_review=False, trial_hash=trial_hash, created_at=now, updated_at=now,
+                       team=team)
         row.events.append(ReferralEvent(at=now, actor=actor, action="created", to_status="new"))
         with self.session_factory.begin() as s:
             s.add(row)
             s.flush()
             return _referral(row, with_events=True)
 
-    def get(self, referral_id: int) -> ReferralRecord:
+    def get(self, referral_id: int, team: str | None = None) -> ReferralRecord:
         with self.session_factory() as s:
-            row = s.scalar(select(Referral).where(Referral.id == referral_id).options(selectinload(Referral.events)))
+            stmt = select(Referral).where(Referral.id == referral_id).options(selectinload(Referral.events))
+            if team is not None:
+                stmt = stmt.where(Referral.team == team)
+            row = s.scalar(stmt)
             if row is None:
                 raise NotFound(str(referral_id))
             return _referral(row, with_events=True)
 
     def list(self, nct_id: str | None = None, status: str | None = None, since: dt.datetime | None = None,
-             until: dt.datetime | None = None, page: int = 1, per_page: int = 50) -> tuple[list[ReferralRecord], int]:
+             until: dt.datetime | None = None, page: int = 1, per_page: int = 50,
+             team: str | None = None) -> tuple[list[ReferralRecord], int]:
         with self.session_factory() as s:
             stmt = select(Referral)
+            if team is not None:
+                stmt = stmt.where(Referral.team == team)
             if nct_id:
                 stmt = stmt.where(Referral.nct_id == nct_id)
             if status:
@@ -179,11 +197,12 @@ class ReferralRepository:
                              .offset((page - 1) * per_page).limit(per_page))
             return [_referral(r) for r in rows], total
 
-    def change_status(self, referral_id: int, status: str, actor: str, note: str | None) -> ReferralRecord:
+    def change_status(self, referral_id: int, status: str, actor: str, note: str | None,
+                      team: str | None = None) -> ReferralRecord:
         """Status and audit entry in one transaction, committed before returning."""
         with self.session_factory.begin() as s:
             row = s.get(Referral, referral_id, with_for_update=True)
-            if row is None:
+            if row is None or (team is not None and row.team != team):
                 raise NotFound(str(referral_id))
             now = utcnow()
             row.events.append(ReferralEvent(at=now, actor=actor, action="status", from_status=row.status,
@@ -191,12 +210,12 @@ class ReferralRepository:
             row.status, row.updated_at = status, now
             row.needs_review = False  # a coordinator has looked at it since the trial changed
             s.flush()
-        return self.get(referral_id)
+        return self.get(referral_id, team=team)
 
-    def delete(self, referral_id: int) -> None:
+    def delete(self, referral_id: int, team: str | None = None) -> None:
         with self.session_factory.begin() as s:
             row = s.get(Referral, referral_id)
-            if row is None:
+            if row is None or (team is not None and row.team != team):
                 raise NotFound(str(referral_id))
             s.delete(row)
 
@@ -215,6 +234,19 @@ class ReferralRepository:
         return flagged
 
 
+TEAM_MAX_LEN = 64
+
+
+def check_team(team: str) -> str:
+    """A team name: non-empty, at most 64 characters, no control characters; surrounding space removed."""
+    if not isinstance(team, str):
+        raise ValueError("a team name must be a string")
+    team = team.strip()
+    if not team or len(team) > TEAM_MAX_LEN or any(ord(c) < 32 or ord(c) == 127 for c in team):
+        raise ValueError(f"a team name must be 1-{TEAM_MAX_LEN} printable characters")
+    return team
+
+
 def hash_key(secret: str) -> str:
     return hashlib.sha256(secret.encode("utf-8")).hexdigest()
 
@@ -225,14 +257,18 @@ class KeyRepository:
     def __init__(self, session_factory: sessionmaker) -> None:
         self.session_factory = session_factory
 
-    def create(self, name: str, role: str) -> str:
+    def create(self, name: str, role: str, team: str | None = None) -> str:
+        """A coordinator key sees only ``team`` (default: the "default" team); admins see every team."""
         if role not in ROLES:
             raise ValueError(f"role must be one of {', '.join(ROLES)}")
+        if role == "admin" and team is not None:
+            raise ValueError("admin keys see every team; --team applies to coordinator keys")
+        team = check_team(team) if team is not None else DEFAULT_TEAM
         prefix = secrets.token_hex(4)
         key = f"tm_{prefix}_{secrets.token_urlsafe(32)}"
         with self.session_factory.begin() as s:
-            s.add(ApiKey(name=name, role=role, prefix=prefix, key_hash=hash_key(key), created_at=utcnow(),
-                         revoked=False))
+            s.add(ApiKey(name=name, role=role, team=team, prefix=prefix, key_hash=hash_key(key),
+                         created_at=utcnow(), revoked=False))
         return key
 
     def authenticate(self, key: str) -> Principal | None:
@@ -243,7 +279,7 @@ class KeyRepository:
         with self.session_factory() as s:
             for row in s.scalars(select(ApiKey).where(ApiKey.prefix == parts[1], ApiKey.revoked.is_(False))):
                 if hmac.compare_digest(row.key_hash, digest):
-                    return Principal(row.name, row.role)
+                    return Principal(row.name, row.role, None if row.role == "admin" else row.team)
         return None
 
     def revoke(self, name: str) -> None:
@@ -256,3 +292,9 @@ class KeyRepository:
     def names(self) -> Iterable[tuple[str, str, bool]]:
         with self.session_factory() as s:
             return [(r.name, r.role, r.revoked) for r in s.scalars(select(ApiKey).order_by(ApiKey.name))]
+
+    def entries(self) -> list[tuple[str, str, str | None, bool]]:
+        """(name, role, team, revoked); the team is None for admins (every team)."""
+        with self.session_factory() as s:
+            return [(r.name, r.role, None if r.role == "admin" else r.team, r.revoked)
+                    for r in s.scalars(select(ApiKey).order_by(ApiKey.name))]

@@ -7,6 +7,7 @@ need an API key (``Authorization: Bearer tm_...`` or ``X-API-Key``).
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 from functools import wraps
 from typing import Any, Callable
@@ -25,7 +26,7 @@ from assistant.service import (
 from assistant.web import schemas
 from assistant.web.errors import APIError
 from models.repository import TrialNotFound, content_hash
-from models.workflow import REFERRAL_STATUSES, NotFound, Principal
+from models.workflow import REFERRAL_STATUSES, NotFound, Principal, check_team
 
 logger = logging.getLogger(__name__)
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
@@ -41,6 +42,11 @@ def limiter():  # type: ignore[no-untyped-def]
     return current_app.extensions["trialmatch_limiter"]
 
 
+def _presented_key() -> str:
+    header = request.headers.get("Authorization", "")
+    return header[7:].strip() if header.lower().startswith("bearer ") else request.headers.get("X-API-Key", "")
+
+
 def require_role(role: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Coordinator routes: a valid key; admin routes: an admin key."""
     def decorator(view: Callable[..., Any]) -> Callable[..., Any]:
@@ -48,8 +54,7 @@ def require_role(role: str) -> Callable[[Callable[..., Any]], Callable[..., Any]
 
         @wraps(view)
         def wrapped(*args: Any, **kwargs: Any) -> Any:
-            header = request.headers.get("Authorization", "")
-            key = header[7:].strip() if header.lower().startswith("bearer ") else request.headers.get("X-API-Key", "")
+            key = _presented_key()
             principal = runtime().keys.authenticate(key) if key else None
             if principal is None:
                 raise APIError("unauthenticated", "a valid API key is required", 401)
@@ -207,8 +212,61 @@ def _actor() -> str:
     return principal.name if principal else "widget"
 
 
+def _scope() -> str | None:
+    """The team the caller's key is limited to (None: an admin, every team)."""
+    principal: Principal = g.principal
+    return principal.scope
+
+
+def referral_team_map(settings: dict[str, Any]) -> dict[str, str]:
+    """NCT id -> team from ``REFERRAL_TEAMS`` (team -> list of NCT ids; a JSON object from the environment).
+
+    A trial listed under two teams is a configuration error: a referral belongs to exactly one team.
+    """
+    raw = settings.get("REFERRAL_TEAMS") or {}
+    if isinstance(raw, str):
+        try:
+            raw = json.loads(raw) if raw.strip() else {}
+        except ValueError as exc:
+            raise ValueError(f"REFERRAL_TEAMS is not valid JSON: {exc}") from None
+    if not isinstance(raw, dict):
+        raise ValueError("REFERRAL_TEAMS must map team names to lists of NCT ids")
+    out: dict[str, str] = {}
+    for team, nct_ids in raw.items():
+        team = check_team(team)
+        if not isinstance(nct_ids, list) or not all(isinstance(n, str) for n in nct_ids):
+            raise ValueError(f"REFERRAL_TEAMS[{team!r}] must be a list of NCT ids")
+        for nct in nct_ids:
+            nct = nct.strip().upper()
+            if not schemas.NCT_RE.match(nct):
+                raise ValueError(f"REFERRAL_TEAMS[{team!r}]: {nct!r} is not an NCT id")
+            if out.get(nct, team) != team:
+                raise ValueError(f"REFERRAL_TEAMS lists {nct} under both {out[nct]!r} and {team!r}")
+            out[nct] = team
+    return out
+
+
+def default_team(settings: dict[str, Any]) -> str:
+    return check_team(settings.get("DEFAULT_TEAM") or "default")
+
+
+def referral_team(settings: dict[str, Any], nct_id: str) -> str:
+    """The team a widget referral to ``nct_id`` belongs to: REFERRAL_TEAMS, else DEFAULT_TEAM."""
+    return referral_team_map(settings).get(nct_id, default_team(settings))
+
+
+@bp.record_once
+def _check_team_settings(state) -> None:  # type: ignore[no-untyped-def]
+    """A malformed team mapping stops the app at start, not at the first referral."""
+    rt = state.app.extensions.get("trialmatch")
+    if rt is not None:
+        referral_team_map(rt.settings)
+        default_team(rt.settings)
+
+
 def _referral_dict(ref, with_events: bool = False) -> dict[str, Any]:  # type: ignore[no-untyped-def]
     out = {"id": ref.id, "nct_id": ref.nct_id, "session_id": ref.session_id, "contact_ref": ref.contact_ref,
+           "team": ref.team,
            "status": ref.status, "needs_review": ref.needs_review, "created_at": ref.created_at.isoformat() + "Z",
            "updated_at": ref.updated_at.isoformat() + "Z"}
     if with_events:
@@ -219,7 +277,14 @@ def _referral_dict(ref, with_events: bool = False) -> dict[str, Any]:  # type: i
 
 @bp.post("/referrals")
 def create_referral():  # type: ignore[no-untyped-def]
+    """Public (widget) or a coordinator: a coordinator's referral belongs to the coordinator's team."""
     rt = runtime()
+    key = _presented_key()
+    if key:  # optional: a key that is presented must be valid (no silent fallback to the widget)
+        principal = rt.keys.authenticate(key)
+        if principal is None:
+            raise APIError("unauthenticated", "the API key is not valid", 401)
+        g.principal = principal
     body = schemas.parse_referral(request, rt.settings)
     text = body["text"]
     if body["session_id"]:
@@ -231,8 +296,12 @@ def create_referral():  # type: ignore[no-untyped-def]
         trial = rt.repo.get(body["nct_id"], with_raw=True)
     except TrialNotFound:
         raise APIError("trial_not_found", f"no trial {body['nct_id']}", 404) from None
+    principal: Principal | None = getattr(g, "principal", None)
+    team = principal.scope if principal is not None else None
+    if team is None:  # the widget, or an admin (no team of their own)
+        team = referral_team(rt.settings, body["nct_id"])
     ref = rt.referrals.create(body["nct_id"], text, body["contact_ref"], _actor(), session_id=body["session_id"],
-                              trial_hash=content_hash(trial.raw))
+                              trial_hash=content_hash(trial.raw), team=team)
     return jsonify(_referral_dict(ref)), 201
 
 
@@ -240,7 +309,7 @@ def create_referral():  # type: ignore[no-untyped-def]
 @require_role("coordinator")
 def list_referrals():  # type: ignore[no-untyped-def]
     args = schemas.parse_referral_query(request.args)
-    items, total = runtime().referrals.list(**args)
+    items, total = runtime().referrals.list(**args, team=_scope())
     return jsonify({"total": total, "page": args["page"], "referrals": [_referral_dict(r) for r in items]})
 
 
@@ -250,7 +319,7 @@ def get_referral(referral_id: int):  # type: ignore[no-untyped-def]
     referral_id = _referral_id(referral_id)
     rt = runtime()
     try:
-        ref = rt.referrals.get(referral_id)
+        ref = rt.referrals.get(referral_id, team=_scope())  # another team's referral: 404, as if absent
     except NotFound:
         raise APIError("referral_not_found", f"no referral {referral_id}", 404) from None
     out = _referral_dict(ref, with_events=True)
@@ -274,7 +343,8 @@ def update_referral(referral_id: int):  # type: ignore[no-untyped-def]
     referral_id = _referral_id(referral_id)
     body = schemas.parse_status_change(request)
     try:
-        ref = runtime().referrals.change_status(referral_id, body["status"], _actor(), body["note"])
+        ref = runtime().referrals.change_status(referral_id, body["status"], _actor(), body["note"],
+                                                team=_scope())
     except NotFound:
         raise APIError("referral_not_found", f"no referral {referral_id}", 404) from None
     return jsonify(_referral_dict(ref, with_events=True))

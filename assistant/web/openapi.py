@@ -16,7 +16,8 @@ def _json(schema: dict[str, Any], description: str = "OK") -> dict[str, Any]:
 
 def _errors(*codes: int) -> dict[str, Any]:
     text = {400: "Invalid request", 401: "Missing or invalid API key", 403: "Forbidden", 404: "Not found",
-            413: "Text too long", 415: "Not JSON", 429: "Too many requests", 503: "Not ready"}
+            413: "Text too long", 414: "URL too long", 415: "Not JSON", 429: "Too many requests",
+            431: "Header too large", 503: "Not ready, or the rate-limit store is unreachable"}
     return {str(c): _json(_ref("Error"), text[c]) for c in codes}
 
 
@@ -109,6 +110,7 @@ SCHEMAS: dict[str, Any] = {
                             "contact_ref": {"type": "string", "minLength": 1, "maxLength": 200, "pattern": r"\S"}}},
     "Referral": {"type": "object", "required": ["id", "nct_id", "status"], "properties": {
         "id": {"type": "integer"}, "nct_id": {"type": "string"},
+        "team": {"type": "string", "description": "the site team that sees it (coordinator keys see only their team)"},
         "status": {"type": "string", "enum": REFERRAL_STATUS}, "needs_review": {"type": "boolean"},
         "audit": {"type": "array", "items": {"type": "object"}}}},
     "ReferralPage": {"type": "object", "required": ["total", "referrals"], "properties": {
@@ -155,10 +157,13 @@ def openapi_document() -> dict[str, Any]:
             "parameters": [SESSION_PARAM], "requestBody": _body("MessageRequest"),
             "responses": {"200": _json(_ref("Reply")), **_errors(400, 404, 413, 415, 429)}}},
         "/api/v1/referrals": {
-            "post": {"operationId": "createReferral", "summary": "Refer a patient to a trial",
-                     "requestBody": _body("ReferralRequest"),
-                     "responses": {"201": _json(_ref("Referral"), "Created"), **_errors(400, 404, 413, 415, 429)}},
-            "get": {"operationId": "listReferrals", "summary": "Coordinator: list referrals", "security": SECURED,
+            "post": {"operationId": "createReferral",
+                     "summary": "Refer a patient to a trial (widget: team from REFERRAL_TEAMS; a coordinator key: its team)",
+                     "security": [{}, *SECURED], "requestBody": _body("ReferralRequest"),
+                     "responses": {"201": _json(_ref("Referral"), "Created"),
+                                   **_errors(400, 401, 404, 413, 415, 429)}},
+            "get": {"operationId": "listReferrals",
+                    "summary": "Coordinator: list referrals (the key's team; admin keys: every team)", "security": SECURED,
                     "parameters": [
                         {"name": "nct_id", **q, "schema": {"type": "string", "pattern": "^NCT[0-9]{8}$"}},
                         {"name": "status", **q, "schema": {"type": "string", "enum": REFERRAL_STATUS}},
@@ -168,10 +173,12 @@ def openapi_document() -> dict[str, Any]:
                         {"name": "per_page", **q, "schema": {"type": "integer", "minimum": 1, "maximum": 200}}],
                     "responses": {"200": _json(_ref("ReferralPage")), **_errors(400, 401)}}},
         "/api/v1/referrals/{referral_id}": {
-            "get": {"operationId": "getReferral", "summary": "Coordinator: a referral with re-computed verdicts",
+            "get": {"operationId": "getReferral",
+                    "summary": "Coordinator: a referral with re-computed verdicts (another team's: 404)",
                     "security": SECURED, "parameters": [REFERRAL_PARAM],
                     "responses": {"200": _json(_ref("Referral")), **_errors(401, 404)}},
-            "patch": {"operationId": "updateReferral", "summary": "Coordinator: change status (audited)",
+            "patch": {"operationId": "updateReferral",
+                      "summary": "Coordinator: change status (audited; another team's: 404)",
                       "security": SECURED, "parameters": [REFERRAL_PARAM], "requestBody": _body("StatusChange"),
                       "responses": {"200": _json(_ref("Referral")), **_errors(400, 401, 404, 415)}},
             "delete": {"operationId": "deleteReferral", "summary": "Admin: erase a referral and its patient text",
@@ -180,6 +187,15 @@ def openapi_document() -> dict[str, Any]:
         "/api/v1/referral-statuses": {"get": {"operationId": "referralStatuses", "summary": "Referral statuses",
                                               "responses": {"200": _json({"type": "object"})}}},
     }
+    edge = _errors(400, 414, 431)  # checked at the edge for every route: characters, URL and header sizes
+    limited = _errors(503)  # rate-limited routes fail closed when the limit store is down
+    for operations in paths.values():
+        for operation in operations.values():
+            responses = operation["responses"]
+            for code, response in edge.items():
+                responses.setdefault(code, response)
+            if "429" in responses:
+                responses.setdefault("503", limited["503"])
     return {
         "openapi": "3.1.0",
         "info": {"title": "trialmatch API", "version": __version__,

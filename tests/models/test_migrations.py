@@ -77,3 +77,50 @@ def test_upgrade_to_the_parse_cache_stamps_existing_parses(database_url):
         stamps = conn.execute(text("SELECT position, parser_version FROM criterion ORDER BY position")).all()
     assert [tuple(r) for r in stamps] == [(0, "fp-before"), (1, None), (2, None)]
     engine.dispose()
+
+
+def test_upgrade_to_referral_teams_puts_existing_rows_in_the_default_team(database_url):
+    engine = make_engine(database_url)
+    upgrade(engine, "0003")
+    assert "team" not in {c["name"] for c in inspect(engine).get_columns("referral")}
+    with engine.begin() as conn:
+        conn.execute(text("INSERT INTO api_key (name, role, prefix, key_hash, created_at, revoked) "
+                          "VALUES ('alice', 'coordinator', 'abcd1234', 'h', CURRENT_TIMESTAMP, :f)"), {"f": False})
+        conn.execute(text("INSERT INTO referral (nct_id, patient_text, contact_ref, status, needs_review, "
+                          "created_at, updated_at) VALUES ('NCT00000001', 'old text', 'c-1', 'new', :f, "
+                          "CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"), {"f": False})
+    upgrade(engine)
+    assert current_revision(engine) == head_revision()
+    insp = inspect(engine)
+    for table in ("api_key", "referral"):
+        team = {c["name"]: c for c in insp.get_columns(table)}["team"]
+        assert team["nullable"] is False and "default" in str(team["default"])
+    assert any(ix["column_names"] == ["team"] for ix in insp.get_indexes("referral"))
+    with engine.begin() as conn:
+        assert conn.execute(text("SELECT team FROM api_key")).scalar() == "default"
+        assert conn.execute(text("SELECT patient_text, team FROM referral")).one() == ("old text", "default")
+        # rows written without a team (an older worker during a rolling upgrade) get the default too
+        conn.execute(text("INSERT INTO referral (nct_id, patient_text, contact_ref, status, needs_review, "
+                          "created_at, updated_at) VALUES ('NCT00000002', 't', 'c-2', 'new', :f, "
+                          "CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"), {"f": False})
+        assert conn.execute(text("SELECT team FROM referral WHERE contact_ref = 'c-2'")).scalar() == "default"
+    engine.dispose()
+
+
+def test_referral_teams_downgrade(database_url):
+    from alembic import command
+
+    from models.migrate import alembic_config
+
+    engine = make_engine(database_url)
+    upgrade(engine)
+    cfg = alembic_config(engine)
+    with engine.begin() as connection:
+        cfg.attributes["connection"] = connection
+        command.downgrade(cfg, "0003")
+    assert current_revision(engine) == "0003"
+    assert "team" not in {c["name"] for c in inspect(engine).get_columns("referral")}
+    assert "team" not in {c["name"] for c in inspect(engine).get_columns("api_key")}
+    upgrade(engine)
+    assert current_revision(engine) == head_revision()
+    engine.dispose()
