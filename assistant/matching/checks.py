@@ -301,11 +301,26 @@ def _affirmed_condition(facts: Sequence[ConditionFact], req: Requirement, names:
             truth, missing = Truth.UNKNOWN, f"whether {names} is currently {' '.join(activity)}"
             clause += f", but only as history; the criterion asks for {' '.join(activity)} disease"
         finding = Finding(truth, clause, (fact.span,), missing, key=f"condition:{_key(req)}" if missing else None,
-                          question=f"Can you give {missing}?" if missing else None)
+                          question=_ask(missing) if missing else None)
         if best is None or _rank(truth) > _rank(best.truth):
             best = finding
     assert best is not None
     return best
+
+
+def _ask(missing: str) -> str:
+    """A plain question for what is missing ("when lupus nephritis was diagnosed" -> "When was lupus nephritis
+    diagnosed?")."""
+    m = re.match(r"when (.+) was (diagnosed|done|given|started)$", missing)
+    if m:
+        return f"When was {m.group(1)} {m.group(2)}?"
+    m = re.match(r"whether (.+) is currently (.+)$", missing)
+    if m:
+        return f"Is {m.group(1)} currently {m.group(2)}?"
+    m = re.match(r"the (.+) detail of (.+)$", missing)
+    if m:
+        return f"What is the {m.group(1)} of the {m.group(2)}?"
+    return f"Can you give {missing}?"
 
 
 def _rank(t: Truth) -> int:

@@ -87,6 +87,7 @@ def test_an_undated_diagnosis_does_not_meet_a_dated_diagnosis_window_but_a_dated
     undated = PatientProfile(text=note, conditions=(ConditionFact("sarcoidosis", at(note, "sarcoidosis")),))
     v = verdict(undated, crit(INC, text, req))
     assert v.verdict is Verdict.UNKNOWN and v.missing
+    assert v.question == "When was sarcoidosis diagnosed?"
     note2 = "Sarcoidosis; lymph node biopsy 5 weeks ago."
     dated = PatientProfile(text=note2, conditions=(
         ConditionFact("sarcoidosis", at(note2, "Sarcoidosis")),
