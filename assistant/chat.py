@@ -62,8 +62,11 @@ def transcript_text(messages: Sequence[dict[str, Any]]) -> str:
     return SEPARATOR.join(m["text"] for m in messages if m.get("role") == "user")
 
 
-BARE_VALUE_RE = re.compile(r"^\s*(?:it\s+(?:is|was)\s+|about\s+|around\s+)?[<>≤≥=~]?\s*\d[\d.,:/]*\s*"
-                           r"(?:[a-zA-Z%/^µμ0-9.]+(?:\s*/\s*[a-zA-Z0-9.]+)?)?\s*\.?\s*$", re.IGNORECASE)
+_RESULT = r"(?:positive|negative|normal|abnormal|high|low|elevated|raised|reactive|non-reactive|undetectable)"
+# a value, optionally with a result word ("1:320", "2.4 g/g", "positive at 1:640", "negative")
+BARE_VALUE_RE = re.compile(rf"^\s*(?:it\s+(?:is|was)\s+|about\s+|around\s+)?(?:{_RESULT}\s*(?:at|of|,|:)?\s*)?"
+                           r"(?:[<>≤≥=~]?\s*\d[\d.,:/]*\s*(?:[a-zA-Z%/^µμ0-9.]+(?:\s*/\s*[a-zA-Z0-9.]+)?)?)?"
+                           r"\s*\.?\s*$", re.IGNORECASE)
 BARE_TIME_RE = re.compile(r"^\s*(?:about\s+|around\s+)?(?:\d+|one|two|three|four|five|six|seven|eight|nine|ten|"
                           r"eleven|twelve|a|an)\s+(?:days?|weeks?|months?|years?)\s+ago\s*\.?\s*$|^\s*(?:in\s+)?"
                           r"(?:19|20)\d\d\s*\.?\s*$|^\s*last\s+(?:week|month|year)\s*\.?\s*$", re.IGNORECASE)
@@ -71,6 +74,10 @@ BARE_TIME_RE = re.compile(r"^\s*(?:about\s+|around\s+)?(?:\d+|one|two|three|four
 BARE_TAIL_RE = re.compile(r"^\W*(?:(?:she|he|they|i|we|the patient)\s+(?:has|have|had|did|does|is|was|were|"
                           r"do)(?:\s*n['’]t|\s+not)?|never|not|none|at all|ever|thanks?|thank you|please)?\W*$",
                           re.IGNORECASE)
+
+
+def _bare_value(text: str) -> bool:
+    return bool(text.strip()) and bool(BARE_VALUE_RE.match(text))
 
 
 def _subject_words(what: str) -> list[str]:
@@ -89,7 +96,7 @@ def is_bare_answer(text: str) -> bool:
     m = YES_RE.match(text) or NO_RE.match(text)
     if m:
         return bool(BARE_TAIL_RE.match(text[m.end():]))
-    return bool(BARE_VALUE_RE.match(text) or BARE_TIME_RE.match(text))
+    return _bare_value(text) or bool(BARE_TIME_RE.match(text))
 
 
 def binds(question: dict[str, Any] | None, text: str) -> bool:
@@ -101,12 +108,12 @@ def binds(question: dict[str, Any] | None, text: str) -> bool:
 def context_prefix(question: dict[str, Any] | None, text: str) -> str:
     """Words that make a bare value readable on its own ("UPCR" before "2.4 g/g", the drug before "8 months
     ago"); free text and replies that name their subject get no prefix."""
-    if not question or not (BARE_VALUE_RE.match(text) or BARE_TIME_RE.match(text)):
+    if not question or not (_bare_value(text) or BARE_TIME_RE.match(text)):
         return ""
     kind, _, what = str(question.get("key", "")).partition(":")
-    if kind == "lab" and BARE_VALUE_RE.match(text):
+    if kind == "lab" and _bare_value(text):
         return LAB_PHRASES.get(what, what.replace("_", " "))
-    if kind == "age" and BARE_VALUE_RE.match(text):
+    if kind == "age" and _bare_value(text):
         return "age"
     if kind == "therapy_date" and what and BARE_TIME_RE.match(text):
         return f"{what.split('|')[0].replace('_', ' ')} given"

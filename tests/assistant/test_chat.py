@@ -28,7 +28,8 @@ def concepts(profile, negated: bool | None = None) -> set[str]:
 
 @pytest.mark.parametrize("text, bare", [("yes", True), ("No, never.", True), ("yes she has", True),
                                         ("2.4 g/g", True), ("1:320", True), ("8 months ago", True),
-                                        ("in 2019", True), ("Yes, he takes losartan for blood pressure", False),
+                                        ("in 2019", True), ("positive at 1:640", True), ("negative", True),
+                                        ("Yes, he takes losartan for blood pressure", False),
                                         ("She is willing and able to give consent", False)])
 def test_what_counts_as_a_bare_answer(text, bare):
     assert is_bare_answer(text) is bare
