@@ -51,7 +51,10 @@ def test_sigkill_mid_ingest_leaves_old_or_new_never_a_mix(runtime, database_url,
     assert len(after_kill) == total
     assert all(v in ({1}, {2}) for v in after_kill.values()), after_kill  # never a mix inside one trial
     if killed_mid_way:
-        assert {1} in after_kill.values() and {2} in after_kill.values()
+        # the kill was sent while some trials were still old; with one trial per batch the ingest may commit the
+        # last few before the signal lands, so "all new" is a valid outcome too: what may never happen is a mix
+        # inside one trial (asserted above) or a trial lost
+        assert {2} in after_kill.values()
     report = ingest_paths([v2], repo)  # the re-run completes it
     assert not report.rejected
     assert all(v == {2} for v in _versions(repo).values())
