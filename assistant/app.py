@@ -129,8 +129,8 @@ def _init_cors_and_headers(app: Flask, origins: list[str]) -> None:
 
 
 def _init_purge(app: Flask, runtime: Runtime, interval_seconds: float) -> None:
-    """Expired chat sessions are deleted (not hidden) by every worker at most once per interval, off the
-    request's own work: the purge runs before a request only when it is due, and never twice at once."""
+    """Expired chat sessions are deleted (not hidden) by every worker at most once per interval: the purge runs
+    before the first request that finds it due (one DELETE on that request's thread), never twice at once."""
     lock = threading.Lock()
     state = {"next": 0.0}
 

@@ -317,7 +317,7 @@ EXCLUDED, ELIGIBLE = 1, 2  # TREC CT grades among judged-relevant pairs
 
 def load_trials(paths: Iterable[Path], wanted: set[str], parse: Any) -> dict[str, Any]:
     """The wanted trials that have eligibility criteria, split and parsed (no database needed)."""
-    from assistant.ingest import _attach_parsed, read_studies, with_criteria
+    from assistant.ingest import attach_parsed, read_studies, with_criteria
     from models.ctgov import InvalidRecord, parse_study
 
     records = {}
@@ -333,7 +333,7 @@ def load_trials(paths: Iterable[Path], wanted: set[str], parse: Any) -> dict[str
                 record = with_criteria(record)
                 if record.criteria:
                     records[record.nct_id] = record
-    parsed = _attach_parsed(list(records.values()), parse)
+    parsed = attach_parsed(list(records.values()), parse)
     return {r.nct_id: r for r in parsed}
 
 

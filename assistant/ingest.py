@@ -210,7 +210,7 @@ def parse_cached(texts: Iterable[str], parser: CriterionParser, repo: TrialRepos
     return results, new_rows, stats
 
 
-def _attach_parsed(records: list[TrialRecord], parser: CriterionParser) -> list[TrialRecord]:
+def attach_parsed(records: list[TrialRecord], parser: CriterionParser) -> list[TrialRecord]:
     """The records with their criteria parsed (each distinct text once) and their study concepts read."""
     return _attach_parsed_cached(records, parser)[0]
 

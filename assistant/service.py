@@ -95,8 +95,8 @@ def match_profile(profile: PatientProfile, *, index: CorpusIndex, repo: TrialRep
         fields = index.field_scores(query, [m.nct_id for m in matches])
         matches = rescore(ranker, profile, matches, by_id, hits.ids, top_rel, related or is_a, fields)
     if not filters.nct_ids:  # trials asked for by id (a referral's trial) are always evaluated
-        matches = [m for m in matches if m.topical or (m.relevance >= relevance_floor and not is_unrelated(
-            profile, by_id[m.nct_id], m, related or is_a))]
+        matches = [m for m in matches if m.topical or (m.relevance >= relevance_floor
+                                                       and not is_unrelated(profile, m))]
     ranked = rank_matches(matches)[:top_k]
     if filters.near is not None:
         ranked = [replace(m, nearest_site_km=_distance(trials[m.nct_id], filters)) for m in ranked]

@@ -329,6 +329,7 @@ class TrialMatch:
     phases: tuple[str, ...] = ()
     nearest_site_km: float | None = None
     topical: tuple[str, ...] = ()  # the patient's affirmed conditions that the trial studies
+    studied: tuple[str, ...] = ()  # the conditions the trial studies (most specific ones)
 
 
 @dataclass(frozen=True, slots=True)

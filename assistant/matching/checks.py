@@ -741,11 +741,12 @@ def check_criterion(profile: PatientProfile, criterion: CriterionText, criterion
         findings = _measured_alternative(requirements, findings)
     truth, deciding = combine(findings, logic)
     policy = ctx.policy or load_policy()
+    asks_test = policy.mentions_test(criterion.text)
     if (truth is Truth.YES and criterion.kind is CriterionKind.INCLUSION and all(f.assumed for f in deciding)
-            and (not STATED_ABSENCE_RE.match(criterion.text) or policy.mentions_test(criterion.text))):
+            and (not STATED_ABSENCE_RE.match(criterion.text) or asks_test)):
         # silence establishes an inclusion only when the whole criterion is an absence ("No prior X",
         # "Not pregnant"), not when an absence is buried in a longer requirement, and never a test result
-        why = policy.test_why if policy.mentions_test(criterion.text) else "the description does not establish it"
+        why = policy.test_why if asks_test else "the description does not establish it"
         truth = Truth.UNKNOWN
         findings = [replace(f, truth=Truth.UNKNOWN, assumed=False, clause=f"{f.clause} ({why})",
                             missing=f.missing or f"confirmation of: {f.clause}") for f in findings]

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from assistant.matching.ranking import affirmed_concepts, related_to
 from models.domain import CriterionKind, PatientProfile, TrialLabel, TrialMatch, TrialRecord, Verdict
 
 FEATURES = (
@@ -32,7 +33,7 @@ def _negated_overlap(profile: PatientProfile, trial: TrialRecord, is_a: Any) -> 
     study = frozenset(trial.concepts)
     affirmed = {f.concept for f in profile.conditions if not (f.context.negated or f.context.family)}
     only_not = {f.concept for f in profile.conditions if (f.context.negated or f.context.family)} - affirmed
-    return float(any(c == s or is_a(c, s) or is_a(s, c) for c in only_not for s in study))
+    return float(any(related_to(c, study, is_a) for c in only_not))
 
 
 def features(profile: PatientProfile, trial: TrialRecord, match: TrialMatch, rank: int, top_relevance: float,
@@ -40,10 +41,8 @@ def features(profile: PatientProfile, trial: TrialRecord, match: TrialMatch, ran
     """One feature row for a checked (patient, trial) pair, in the order of FEATURES.
 
     ``fields``: cosine of the query with the trial's whole text, title and conditions (no feedback)."""
-    from assistant.matching.ranking import affirmed_concepts, studied_conditions
-
     fields = fields or {}
-    studied = studied_conditions(trial, is_a)
+    studied = match.studied
     affirmed = affirmed_concepts(profile)
     counts = {k: 0 for k in ("inc_met", "inc_not_met", "inc_unknown", "exc_met", "exc_not_met", "exc_unknown")}
     age_met = age_not = sex_not = 0.0
@@ -70,8 +69,8 @@ def features(profile: PatientProfile, trial: TrialRecord, match: TrialMatch, ran
         "ineligible": float(match.label is TrialLabel.INELIGIBLE), "no_criteria": float(n == 0),
         "cos_all": fields.get("all", 0.0), "cos_title": fields.get("title", 0.0),
         "cos_conditions": fields.get("conditions", 0.0),
-        "study_coverage": (sum(1 for s in studied if any(c == s or is_a(c, s) or is_a(s, c) for c in affirmed))
-                           / len(studied)) if studied else 0.0,
+        "study_coverage": (sum(1 for s in studied if related_to(s, affirmed, is_a)) / len(studied))
+        if studied else 0.0,
         "patient_coverage": len(match.topical) / len(affirmed) if affirmed else 0.0,
     }
     return [float(row[f]) for f in FEATURES]

@@ -8,7 +8,7 @@ criteria become ``not_applicable`` with a reason naming the chosen cohort.
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import replace
 
 from assistant.matching.checks import CheckContext, IsA, Truth, check_criterion, check_requirement
@@ -91,23 +91,19 @@ def _cohort_score(verdicts: Sequence[CriterionVerdict]) -> tuple[int, int, int]:
 def _has_cohort_condition(profile: PatientProfile, criteria: Sequence[CriterionText], cohort: str,
                           is_a: IsA) -> bool:
     """Does the patient have a condition that the cohort's inclusion criteria require (its disease)?"""
-    have = affirmed_concepts(profile)
-    wanted = {c for crit in criteria if crit.cohort == cohort and crit.kind is CriterionKind.INCLUSION and crit.parsed
-              for r in crit.parsed.requirements if r.type == "condition" and r.present for c in r.concepts}
-    return any(h == w or is_a(h, w) for h in have for w in wanted)
+    wanted = set(required_conditions(criteria, lambda crit: crit.cohort == cohort))
+    return any(h == w or is_a(h, w) for h in affirmed_concepts(profile) for w in wanted)
 
 
-def _apply_cohorts(criteria: Sequence[CriterionText], verdicts: list[CriterionVerdict],
-                   profile: PatientProfile | None = None, is_a: IsA | None = None) -> tuple[
-        list[CriterionVerdict], str | None]:
+def _apply_cohorts(criteria: Sequence[CriterionText], verdicts: list[CriterionVerdict], profile: PatientProfile,
+                   is_a: IsA) -> tuple[list[CriterionVerdict], str | None]:
     """A patient is assessed for the cohort of the disease they have; among several, the one they fit best."""
     cohorts = list(dict.fromkeys(c.cohort for c in criteria if c.cohort and c.kind is CriterionKind.INCLUSION))
     if len(cohorts) < 2:
         return verdicts, None
     by_cohort = {name: [v for c, v in zip(criteria, verdicts) if c.cohort == name
                         and c.kind is CriterionKind.INCLUSION] for name in cohorts}
-    disease = {name: profile is not None and is_a is not None and _has_cohort_condition(profile, criteria, name, is_a)
-               for name in cohorts}
+    disease = {name: _has_cohort_condition(profile, criteria, name, is_a) for name in cohorts}
     best = max(cohorts, key=lambda name: (disease[name], *_cohort_score(by_cohort[name])))
     out = []
     for crit, verdict in zip(criteria, verdicts):
@@ -143,11 +139,16 @@ def eligibility_score(verdicts: Sequence[CriterionVerdict]) -> float:
     return points / total if total else 0.5
 
 
+def required_conditions(criteria: Iterable[CriterionText],
+                        keep: Callable[[CriterionText], bool] = lambda crit: True) -> Iterator[str]:
+    """Concepts of the conditions that the (kept) parsed inclusion criteria require the patient to have."""
+    return (c for crit in criteria if crit.kind is CriterionKind.INCLUSION and crit.parsed and keep(crit)
+            for r in crit.parsed.requirements if r.type == "condition" and r.present for c in r.concepts)
+
+
 def study_concepts(trial: TrialRecord) -> frozenset[str]:
     """Conditions under study: from the title and conditions, and those the inclusion criteria require."""
-    required = (c for crit in trial.criteria if crit.kind is CriterionKind.INCLUSION and crit.parsed
-                for r in crit.parsed.requirements if r.type == "condition" and r.present for c in r.concepts)
-    return frozenset(trial.concepts).union(required)
+    return frozenset(trial.concepts).union(required_conditions(trial.criteria))
 
 
 def affirmed_concepts(profile: PatientProfile) -> frozenset[str]:
@@ -160,18 +161,25 @@ def studied_conditions(trial: TrialRecord, is_a: IsA) -> frozenset[str]:
     """What a trial studies: its title/condition concepts and the conditions its inclusion criteria require, keeping
     only the most specific ones (a broad category such as "malignancy" in "Tumors of the Thyroid" says less than
     "thyroid cancer" next to it and would make every cancer patient look relevant)."""
-    required = (c for crit in trial.criteria if crit.kind is CriterionKind.INCLUSION and crit.parsed
-                and crit.parsed.logic != "any"  # one option of a list ("arthritis, rash or serositis") is no topic
-                for r in crit.parsed.requirements if r.type == "condition" and r.present for c in r.concepts)
+    # one option of a list ("arthritis, rash or serositis") is no topic
+    required = required_conditions(trial.criteria, lambda crit: crit.parsed is not None and crit.parsed.logic != "any")
     study = frozenset(trial.concepts).union(required)
     return frozenset(c for c in study if not any(o != c and is_a(o, c) for o in study))
 
 
+def related_to(concept: str, others: Iterable[str], is_a: IsA) -> bool:
+    """Same concept, or one is a kind of the other."""
+    return any(concept == o or is_a(concept, o) or is_a(o, concept) for o in others)
+
+
+def _topical(profile: PatientProfile, studied: Iterable[str], is_a: IsA) -> tuple[str, ...]:
+    studied = tuple(studied)
+    return tuple(sorted(c for c in affirmed_concepts(profile) if related_to(c, studied, is_a)))
+
+
 def topical_concepts(profile: PatientProfile, trial: TrialRecord, is_a: IsA) -> tuple[str, ...]:
     """The patient's affirmed conditions that the trial studies (same concept, or one is a kind of the other)."""
-    study = studied_conditions(trial, is_a)
-    return tuple(sorted(c for c in affirmed_concepts(profile)
-                        if any(c == s or is_a(c, s) or is_a(s, c) for s in study)))
+    return _topical(profile, studied_conditions(trial, is_a), is_a)
 
 
 def evaluate_trial(profile: PatientProfile, trial: TrialRecord, relevance: float, is_a: IsA,
@@ -197,20 +205,22 @@ def evaluate_trial(profile: PatientProfile, trial: TrialRecord, relevance: float
     verdicts, cohort = _apply_cohorts(criteria, verdicts, profile, is_a)
     all_verdicts = _field_verdicts(profile, trial, is_a) + verdicts
     label = label_of(all_verdicts)
-    topical = topical_concepts(profile, trial, related or is_a)
+    studied = studied_conditions(trial, related or is_a)
+    topical = _topical(profile, studied, related or is_a)
     if label is TrialLabel.ELIGIBLE and not topical and not trial.healthy_volunteers:
         label = TrialLabel.POSSIBLY_ELIGIBLE
     rel = relevance / max_relevance if max_relevance > 0 else 0.0
     score = RELEVANCE_WEIGHT * rel + ELIGIBILITY_WEIGHT * eligibility_score(all_verdicts)
     return TrialMatch(nct_id=trial.nct_id, title=trial.title, score=round(score, 4), relevance=round(relevance, 4),
                       label=label, criteria=tuple(all_verdicts), cohort=cohort,
-                      overall_status=trial.overall_status, phases=trial.phases, topical=topical)
+                      overall_status=trial.overall_status, phases=trial.phases, topical=topical,
+                      studied=tuple(sorted(studied)))
 
 
-def is_unrelated(profile: PatientProfile, trial: TrialRecord, match: TrialMatch, related: IsA) -> bool:
+def is_unrelated(profile: PatientProfile, match: TrialMatch) -> bool:
     """When both the patient's conditions and the trial's studied conditions are known and none meet, the trial is
     about something else (a lupus trial for a man with lung cancer)."""
-    return not match.topical and bool(affirmed_concepts(profile)) and bool(studied_conditions(trial, related))
+    return not match.topical and bool(match.studied) and bool(affirmed_concepts(profile))
 
 
 def rank_matches(matches: Sequence[TrialMatch]) -> list[TrialMatch]:
