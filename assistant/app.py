@@ -10,7 +10,7 @@ from typing import Any
 from flask import Flask, Response, request, send_from_directory
 from sqlalchemy.exc import SQLAlchemyError
 
-from assistant.runtime import Runtime
+from assistant.services import Services
 from assistant.settings import load_settings
 from assistant.web.errors import register_error_handlers
 
@@ -128,7 +128,7 @@ def _init_cors_and_headers(app: Flask, origins: list[str]) -> None:
         return response
 
 
-def _init_purge(app: Flask, runtime: Runtime, interval_seconds: float) -> None:
+def _init_purge(app: Flask, runtime: Services, interval_seconds: float) -> None:
     """Expired chat sessions are deleted (not hidden) by every worker at most once per interval: the purge runs
     before the first request that finds it due (one DELETE on that request's thread), never twice at once."""
     lock = threading.Lock()
@@ -168,9 +168,14 @@ def _init_edge_limits(app: Flask) -> None:
         return None
 
 
-def build_app(test_config: dict[str, Any] | None = None) -> Flask:
+def build_app(test_config: dict[str, Any] | None = None, *, services: Services | None = None) -> Flask:
+    """The Flask app around one ``Services``. With PRELOAD the worker starts loading the trials in the
+    background and answers at once: /health says ``loading`` with progress until the snapshot is in place,
+    and matching routes answer 503 ``loading`` meanwhile."""
     app = Flask(__name__, static_folder="web/static", static_url_path="/static")
-    settings = load_settings(test_config)
+    if services is not None and test_config:
+        raise ValueError("pass the settings inside the Services object, not beside it")
+    settings = services.settings if services is not None else load_settings(test_config)
     hops = int(settings.get("PROXY_HOPS", 0))
     if hops > 0:  # behind that many trusted reverse proxies: the client address comes from X-Forwarded-For
         from werkzeug.middleware.proxy_fix import ProxyFix
@@ -180,7 +185,7 @@ def build_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.config["MAX_CONTENT_LENGTH"] = int(settings["MAX_TEXT_CHARS"]) * 8 + 16_384
     if not settings.get("TESTING"):
         configure_logging(settings["LOG_LEVEL"])
-    runtime = Runtime(settings)
+    runtime = services if services is not None else Services(settings)
     app.extensions["trialmatch"] = runtime
     register_error_handlers(app)
     _init_edge_limits(app)
@@ -196,8 +201,6 @@ def build_app(test_config: dict[str, Any] | None = None) -> Flask:
     _init_limiter(app, settings)
     _init_cors_and_headers(app, list(settings["CORS_ORIGINS"]))
     _init_purge(app, runtime, float(settings.get("PURGE_INTERVAL_SECONDS", 300)))
-    if settings.get("PRELOAD", True):
-        runtime.ensure_trials()
-        runtime.ensure_index()
-        runtime.pipeline  # noqa: B018 - load the pipeline once per worker, before the first request
+    if settings.PRELOAD:
+        runtime.start()
     return app

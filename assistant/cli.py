@@ -14,12 +14,13 @@ logger = logging.getLogger(__name__)
 
 
 def _runtime(args: argparse.Namespace):  # type: ignore[no-untyped-def]
-    from assistant.runtime import Runtime
+    """The composition root of a CLI command: one ``Services`` built from the settings and the flags."""
+    from assistant.services import Services
 
-    overrides: dict[str, Any] = {}
+    overrides: dict[str, Any] = {"PRELOAD": False}
     if getattr(args, "database_url", None):
         overrides["DATABASE_URL"] = args.database_url
-    return Runtime(load_settings(overrides))
+    return Services(load_settings(overrides))
 
 
 def cmd_init_db(args: argparse.Namespace) -> int:
@@ -32,24 +33,14 @@ def cmd_init_db(args: argparse.Namespace) -> int:
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
-    from assistant.ingest import ingest_paths
-
     rt = _runtime(args)
-    parser = None if args.no_parse else rt.criterion_parser()
-    was_empty = rt.repo.count() == 0
-    report = ingest_paths([Path(p) for p in args.paths], rt.repo, parser=parser,
-                          batch_size=args.batch_size, progress=not args.quiet)
-    if was_empty and parser is not None:
-        from nlp.pipeline import pipeline_fingerprint
-
-        rt.repo.set_meta("parser_version", pipeline_fingerprint())
+    report = rt.ingest([Path(p) for p in args.paths], parse=not args.no_parse, batch_size=args.batch_size,
+                       progress=not args.quiet)
     for position, reason in report.rejected:
         print(f"rejected {position}: {reason}", file=sys.stderr)
     print(report.summary())
-    if report.counts.changed_hashes:
-        flagged = rt.referrals.flag_changed_trials(report.counts.changed_hashes)
-        if flagged:
-            print(f"{flagged} open referral(s) flagged for review: their trial changed")
+    if report.flagged:
+        print(f"{report.flagged} open referral(s) flagged for review: their trial changed")
     return 0 if report.processed else 1
 
 
@@ -139,11 +130,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_match(args: argparse.Namespace) -> int:
-    from assistant.service import match_result_to_dict, match_text
+    from assistant.service import match_result_to_dict
 
     rt = _runtime(args)
-    rt.ensure_trials(progress=sys.stderr.isatty())
-    result = match_text(rt, args.text, top_k=args.top_k, filters={"status": args.status} if args.status else None)
+    rt.prepare(progress=sys.stderr.isatty())
+    result = rt.match(args.text, {"status": args.status} if args.status else None, top_k=args.top_k)
     data = match_result_to_dict(result)
     if args.json:
         print(json.dumps(data, indent=2, ensure_ascii=False))

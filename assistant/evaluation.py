@@ -250,26 +250,22 @@ def score_run(qrels: dict[str, dict[str, int]], run: dict[str, dict[str, float]]
 def run_ranking(runtime: Any, queries: dict[str, str], qrels: dict[str, dict[str, int]], pool: str = "all",
                 depth: int = 100, ranker: Any = "default") -> dict[str, dict[str, float]]:
     from assistant.matching.filters import Filters
-    from assistant.service import DEFAULT_CHECK_DEPTH, build_query, match_profile
+    from assistant.service import build_query
 
     run: dict[str, dict[str, float]] = {}
-    index = runtime.ensure_index()
+    snapshot = runtime.ensure_snapshot()
     lexicon = runtime.lexicon
     for qid, text in queries.items():
         if qid not in qrels:
             continue
         filters = Filters(nct_ids=frozenset(qrels[qid])) if pool == "judged" else Filters()
         profile = runtime.extract(text)
-        result = match_profile(profile, index=index, repo=runtime.repo, is_a=runtime.is_a,
-                               synonyms=lexicon.synonyms, parse=runtime.parse_criteria, filters=filters,
-                               top_k=depth, candidate_depth=max(depth, int(runtime.settings["CANDIDATE_DEPTH"])),
-                               check_depth=int(runtime.settings.get("CHECK_DEPTH", DEFAULT_CHECK_DEPTH)),
-                               category_of=runtime.category_of, related=runtime.is_related,
-                               relevance_floor=float(runtime.settings.get("RELEVANCE_FLOOR", 0.0)),
+        result = runtime.match(profile, filters, top_k=depth,
+                               candidate_depth=max(depth, int(runtime.settings["CANDIDATE_DEPTH"])),
                                ranker=runtime.ranker if ranker == "default" else ranker)
         ranked = [m.nct_id for m in result.matches]
         # below the checked trials, the rest of the retrieval ranking (not returned by the product)
-        rest = index.search(build_query(profile, lexicon.synonyms), k=depth, filters=filters).ids
+        rest = snapshot.search(build_query(profile, lexicon.synonyms), k=depth, filters=filters).ids
         ranked += [nct for nct in rest if nct not in set(ranked)]
         ranked = ranked[:depth]
         run[qid] = {nct: float(depth - i) for i, nct in enumerate(ranked)}
@@ -279,15 +275,14 @@ def run_ranking(runtime: Any, queries: dict[str, str], qrels: dict[str, dict[str
 @contextlib.contextmanager
 def corpus_runtime(studies: Iterable[Path], settings_overrides: dict[str, Any] | None = None) -> Iterator[Any]:
     """A runtime over a temporary SQLite database holding the given trial records (and its ingest report)."""
-    from assistant.ingest import ingest_paths
-    from assistant.runtime import Runtime
+    from assistant.services import Services
     from assistant.settings import load_settings
 
     with tempfile.TemporaryDirectory(prefix="trialmatch-eval-") as tmp:
         settings = load_settings({"DATABASE_URL": f"sqlite:///{tmp}/eval.sqlite3", "INSTANCE_PATH": tmp,
                                   "AUTOLOAD_BUNDLED": False, **(settings_overrides or {})})
-        runtime = Runtime(settings)
-        report = ingest_paths(list(studies), runtime.repo, parser=runtime.parse_criteria, batch_size=2000)
+        runtime = Services(settings)
+        report = runtime.ingest(list(studies), batch_size=2000)
         try:
             yield runtime, report
         finally:
@@ -397,7 +392,7 @@ def _print(data: dict[str, Any], as_json: bool) -> None:
 
 
 def run_cli(args: argparse.Namespace) -> int:
-    from assistant.runtime import Runtime
+    from assistant.services import Services
     from assistant.settings import load_settings
 
     if args.what == "ranking":
@@ -405,7 +400,7 @@ def run_cli(args: argparse.Namespace) -> int:
                                 ranker=None if args.no_ranker else "default")
         _print(data, args.json)
         return 0
-    runtime = Runtime(load_settings({"AUTOLOAD_BUNDLED": False}))
+    runtime = Services(load_settings({"AUTOLOAD_BUNDLED": False, "PRELOAD": False}))
     if args.what == "eligibility":
         data = evaluate_eligibility(runtime, [Path(s) for s in args.studies], Path(args.queries), Path(args.qrels))
         _print(data, args.json)

@@ -60,6 +60,7 @@ class IngestReport:
     rejected: list[tuple[str, str]] = field(default_factory=list)
     seconds: float = 0.0
     parse: ParseStats = field(default_factory=ParseStats)
+    flagged: int = 0  # open referrals flagged for review because their trial changed
 
     @property
     def processed(self) -> int:
@@ -155,6 +156,19 @@ def read_studies(path: Path) -> Iterator[RawItem]:
         yield from _read_blob(path.read_bytes(), name)
 
 
+def count_studies(paths: Iterable[Path]) -> int:
+    """How many records ``paths`` hold (a line-delimited file is counted by its lines, without parsing)."""
+    total = 0
+    for path in paths:
+        if path.is_file() and path.name.lower().endswith((".jsonl.gz", ".ndjson.gz", ".jsonl", ".ndjson")):
+            opener = gzip.open if path.name.lower().endswith(".gz") else open
+            with opener(path, "rb") as fh:
+                total += sum(1 for line in fh if line.strip())
+        elif path.exists():
+            total += sum(1 for _ in read_studies(path))
+    return total
+
+
 # --------------------------------------------------------------------------- ingestion
 
 
@@ -237,13 +251,15 @@ def _rows_of(record: TrialRecord, rows: dict[str, dict[str, Any]]) -> dict[str, 
 
 def ingest(items: Iterable[RawItem], repo: TrialRepository, *, parser: CriterionParser | None = None,
            batch_size: int = 500, progress: bool = False, total: int | None = None,
-           fingerprint: str | None = None, cache: bool = True, stamp_parser_version: bool = False) -> IngestReport:
+           fingerprint: str | None = None, cache: bool = True, stamp_parser_version: bool = False,
+           on_batch: Callable[[int], None] | None = None) -> IngestReport:
     """Upsert the studies of ``items`` in batches; bad records are rejected, never fatal.
 
     With a ``parser``, criterion texts are parsed once per distinct text per batch, through the parse
     cache keyed by ``fingerprint`` (default: the pipeline fingerprint; ``cache=False`` bypasses it).
     New cache rows are written in the batch's transaction, and with ``stamp_parser_version`` so is
-    the corpus meta ``parser_version`` (the first load of an empty database).
+    the corpus meta ``parser_version`` (the first load of an empty database). ``on_batch`` is called
+    with the number of records read so far after every stored batch (progress for /health).
     """
     report = IngestReport()
     if parser is not None and fingerprint is None:
@@ -257,10 +273,13 @@ def ingest(items: Iterable[RawItem], repo: TrialRepository, *, parser: Criterion
     batch: dict[str, TrialRecord] = {}
     positions: dict[str, str] = {}
     bar = None
+    seen = {"n": 0}
     if progress:
         from tqdm import tqdm
 
-        bar = tqdm(total=total, unit="trial", desc="ingest", leave=False)
+        bar = tqdm(total=total, unit="trial", desc="loading trials", leave=False, mininterval=1.0,
+                   bar_format="{desc}: {n_fmt}/{total_fmt} [{elapsed}<{remaining}, {rate_fmt}]" if total else None)
+
 
     def flush() -> None:
         if not batch:
@@ -286,8 +305,11 @@ def ingest(items: Iterable[RawItem], repo: TrialRepository, *, parser: Criterion
                     report.rejected.append((positions[record.nct_id], f"database refused it ({type(cause).__name__})"))
         batch.clear()
         positions.clear()
+        if on_batch is not None:
+            on_batch(seen["n"])
 
     for item in items:
+        seen["n"] += 1
         if bar is not None:
             bar.update(1)
         if item.error is not None:

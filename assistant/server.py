@@ -7,22 +7,15 @@ from typing import Any
 logger = logging.getLogger(__name__)
 
 
-def prepare(settings: dict[str, Any]) -> None:
-    """Work done once before workers start: schema, bundled trials, retrieval index."""
-    from assistant.runtime import Runtime
-
-    rt = Runtime(settings)
-    rt.ensure_trials(progress=True)
-    rt.ensure_index()
-
-
-def serve(settings: dict[str, Any], debug: bool = False) -> int:
-    prepare(settings)
+def serve(settings: Any, debug: bool = False) -> int:
+    """Open the port at once. Each worker loads the trials in the background (the first load of the bundled
+    trials runs once per host, under a lock file); until then /api/v1/health answers 503 ``loading`` with
+    progress, and the log says how far the first start is."""
     host, port = settings["HOST"], int(settings["PORT"])
     if debug:
         from assistant import create_app
 
-        create_app().run(host=host, port=port, debug=True, use_reloader=False)
+        create_app(dict(settings)).run(host=host, port=port, debug=True, use_reloader=False)
         return 0
     from gunicorn.app.base import BaseApplication
 
@@ -42,8 +35,10 @@ def serve(settings: dict[str, Any], debug: bool = False) -> int:
         def load(self):  # type: ignore[no-untyped-def]
             from assistant import create_app
 
-            return create_app()
+            return create_app(dict(settings))
 
-    print(f"trialmatch serving on http://{host}:{port} with {settings['WORKERS']} workers", flush=True)
+    print(f"trialmatch serving on http://{host}:{port} with {settings['WORKERS']} workers; "
+          "a first start loads the bundled trials in the background (GET /api/v1/health shows progress)",
+          flush=True)
     _Gunicorn().run()
     return 0

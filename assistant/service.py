@@ -13,19 +13,16 @@ from dataclasses import replace
 from typing import Any
 
 from assistant.matching.filters import Filters, nearest_site_km
-from assistant.matching.index import CorpusIndex
 from assistant.matching.questions import choose_questions, trial_questions
 from assistant.matching.ranking import evaluate_trial, is_unrelated, rank_matches
+from assistant.snapshot import CorpusSnapshot
 from models.domain import (
-    CriterionText,
     MatchResult,
-    ParsedCriterion,
     PatientProfile,
     Question,
     TrialMatch,
     TrialRecord,
 )
-from models.repository import TrialRepository
 
 logger = logging.getLogger(__name__)
 
@@ -55,24 +52,8 @@ def build_query(profile: PatientProfile, synonyms: Callable[[str], Iterable[str]
     return parts
 
 
-def ensure_parsed(trials: Sequence[TrialRecord],
-                  parse: Callable[[Sequence[str]], Sequence[ParsedCriterion]]) -> list[TrialRecord]:
-    """Parse criteria stored without structure (ingested with --no-parse)."""
-    todo = [c.text for t in trials for c in t.criteria if c.parsed is None]
-    if not todo:
-        return list(trials)
-    parsed = dict(zip(todo, parse(todo)))
-    out = []
-    for t in trials:
-        crits: list[CriterionText] = [c if c.parsed is not None else replace(c, parsed=parsed[c.text])
-                                      for c in t.criteria]
-        out.append(replace(t, criteria=tuple(crits)))
-    return out
-
-
-def match_profile(profile: PatientProfile, *, index: CorpusIndex, repo: TrialRepository,
+def match_profile(profile: PatientProfile, *, snapshot: CorpusSnapshot,
                   is_a: Callable[[str, str], bool], synonyms: Callable[[str], Iterable[str]],
-                  parse: Callable[[Sequence[str]], Sequence[ParsedCriterion]],
                   filters: Filters | None = None, top_k: int = 10, candidate_depth: int = 300,
                   check_depth: int = DEFAULT_CHECK_DEPTH, asked: frozenset[str] = frozenset(),
                   relevance_floor: float = 0.0, category_of: Callable[[str], str | None] | None = None,
@@ -82,17 +63,17 @@ def match_profile(profile: PatientProfile, *, index: CorpusIndex, repo: TrialRep
     started = time.perf_counter()
     filters = filters if filters is not None else Filters()
     query = build_query(profile, synonyms)
-    hits = index.search(query, k=candidate_depth, filters=filters)
+    hits = snapshot.search(query, k=candidate_depth, filters=filters)
     checked_ids = hits.ids[:max(check_depth, top_k)]
-    trials = repo.get_many(checked_ids)
-    records = ensure_parsed([trials[i] for i in checked_ids if i in trials], parse)
+    trials = snapshot.get_many(checked_ids)
+    records = [trials[i] for i in checked_ids if i in trials]
     relevance = dict(zip(hits.ids, (float(s) for s in hits.scores)))
     top_rel = max(relevance.values(), default=1.0)
     by_id = {t.nct_id: t for t in records}
     matches = [evaluate_trial(profile, t, relevance[t.nct_id], is_a, top_rel, category_of=category_of,
                               related=related) for t in records]
     if ranker is not None:
-        fields = index.field_scores(query, [m.nct_id for m in matches])
+        fields = snapshot.index.field_scores(query, [m.nct_id for m in matches])
         matches = rescore(ranker, profile, matches, by_id, hits.ids, top_rel, related or is_a, fields)
     if not filters.nct_ids:  # trials asked for by id (a referral's trial) are always evaluated
         matches = [m for m in matches if m.topical or (m.relevance >= relevance_floor
@@ -135,27 +116,16 @@ def _distance(trial: TrialRecord, filters: Filters) -> float | None:
     return round(d, 1) if d is not None else None
 
 
-def match_text(runtime: Any, text: str, *, top_k: int = 10, filters: dict[str, Any] | Filters | None = None,
+def match_text(services: Any, text: str, *, top_k: int = 10, filters: dict[str, Any] | Filters | None = None,
                statuses: Sequence[str] | None = None) -> MatchResult:
-    """CLI/API entry: extraction plus :func:`match_profile` with the runtime's objects."""
-    from assistant.web.schemas import parse_filters
-
-    settings = runtime.settings
-    if not isinstance(filters, Filters):
-        filters = parse_filters(filters or {}, default_statuses=settings["DEFAULT_STATUSES"])
-    profile = runtime.extract(text)
-    return runtime_match(runtime, profile, filters=filters, top_k=top_k)
+    """Deprecated spelling of ``services.match(text, filters, top_k=...)``."""
+    return services.match(text, filters, top_k=top_k)
 
 
-def runtime_match(runtime: Any, profile: PatientProfile, *, filters: Filters, top_k: int,
+def runtime_match(services: Any, profile: PatientProfile, *, filters: Filters, top_k: int,
                   asked: frozenset[str] = frozenset()) -> MatchResult:
-    lexicon = runtime.lexicon
-    return match_profile(profile, index=runtime.ensure_index(), repo=runtime.repo, is_a=runtime.is_a,
-                         synonyms=lexicon.synonyms, parse=runtime.parse_criteria, filters=filters, top_k=top_k,
-                         candidate_depth=int(runtime.settings["CANDIDATE_DEPTH"]),
-                         check_depth=int(runtime.settings.get("CHECK_DEPTH", DEFAULT_CHECK_DEPTH)), asked=asked,
-                         relevance_floor=float(runtime.settings.get("RELEVANCE_FLOOR", 0.0)),
-                         category_of=runtime.category_of, ranker=runtime.ranker, related=runtime.is_related)
+    """Deprecated spelling of ``services.match(profile, filters, top_k=..., asked=...)``."""
+    return services.match(profile, filters, top_k=top_k, asked=asked)
 
 
 # --------------------------------------------------------------------------- serialization

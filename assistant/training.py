@@ -29,21 +29,20 @@ def topic_rows(runtime: Any, qid: str, text: str, judged: dict[str, int]) -> dic
     from assistant.matching.filters import Filters
     from assistant.matching.learned import features
     from assistant.matching.ranking import evaluate_trial
-    from assistant.service import DEFAULT_CHECK_DEPTH, build_query, ensure_parsed
+    from assistant.service import build_query
 
-    index = runtime.ensure_index()
+    snapshot = runtime.ensure_snapshot()
     profile = runtime.extract(text)
     query = build_query(profile, runtime.lexicon.synonyms)
-    hits = index.search(query, k=DEPTH, filters=Filters())
-    check = int(runtime.settings.get("CHECK_DEPTH", DEFAULT_CHECK_DEPTH))
-    ids = hits.ids[:check]
-    stored = runtime.repo.get_many(ids)
-    records = ensure_parsed([stored[i] for i in ids if i in stored], runtime.parse_criteria)
+    hits = snapshot.search(query, k=DEPTH, filters=Filters())
+    ids = hits.ids[:int(runtime.settings["CHECK_DEPTH"])]
+    stored = snapshot.get_many(ids)
+    records = [stored[i] for i in ids if i in stored]
     relevance = dict(zip(hits.ids, (float(s) for s in hits.scores)))
     top = max(relevance.values(), default=1.0)
     rank = {nct: i for i, nct in enumerate(hits.ids)}
     matches, rows = [], []
-    fields = index.field_scores(query, [t.nct_id for t in records])
+    fields = snapshot.index.field_scores(query, [t.nct_id for t in records])
     for i, trial in enumerate(records):
         m = evaluate_trial(profile, trial, relevance[trial.nct_id], runtime.is_a, top, category_of=runtime.category_of,
                            related=runtime.is_related)

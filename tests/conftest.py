@@ -66,9 +66,9 @@ def settings(tmp_path: Path, database_url: str) -> dict:
 
 @pytest.fixture
 def runtime(settings: dict):
-    from assistant.runtime import Runtime
+    from assistant.services import Services
 
-    return Runtime(settings)
+    return Services(settings)
 
 
 @pytest.fixture
@@ -99,15 +99,14 @@ def studies_file(tmp_path_factory) -> Path:
 def make_test_app(tmp_path: Path, nlp, studies_file: Path, database_url: str | None = None, **overrides):
     """An app on a fresh database with the fixture trials ingested and the shared pipeline."""
     from assistant import create_app
-    from assistant.ingest import ingest_paths
+    from assistant.services import Services
 
     config = {"TESTING": True, "DATABASE_URL": database_url or f"sqlite:///{tmp_path / 'app.sqlite3'}",
               "INSTANCE_PATH": str(tmp_path / "instance"), "AUTOLOAD_BUNDLED": False, "PRELOAD": False,
               "RATE_LIMIT": "1000 per minute", **overrides}
-    app = create_app(config)
-    rt = app.extensions["trialmatch"]
-    rt.__dict__["pipeline"] = nlp
-    ingest_paths([studies_file], rt.repo, parser=rt.parse_criteria)
+    services = Services(load_settings(config, environ={}), pipeline=nlp)
+    app = create_app(services=services)
+    services.ingest([studies_file])  # stores the trials and swaps in their snapshot
     return app
 
 

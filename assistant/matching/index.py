@@ -27,9 +27,15 @@ class CorpusIndex:
     @classmethod
     def build(cls, trials: Iterable[TrialRecord], version: str | None,
               ranker: TfidfRanker | None = None) -> "CorpusIndex":
-        records = list(trials)
-        ranker = (ranker or TfidfRanker()).fit(records)
-        return cls(ranker, [trial_meta(t) for t in records], version)
+        metas: list[TrialMeta] = []
+
+        def each() -> Iterable[TrialRecord]:  # one pass, records are not kept: the fit holds only texts
+            for trial in trials:
+                metas.append(trial_meta(trial))
+                yield trial
+
+        ranker = (ranker or TfidfRanker()).fit(each())
+        return cls(ranker, metas, version)
 
     def search(self, query: str | list[tuple[str, float]], k: int, filters: Filters) -> Hits:
         if not self.metas:

@@ -21,7 +21,6 @@ from assistant.service import (
     match_to_dict,
     profile_to_dict,
     question_to_dict,
-    runtime_match,
 )
 from assistant.web import schemas
 from assistant.web.errors import APIError
@@ -84,20 +83,24 @@ def _check_query_strings():  # type: ignore[no-untyped-def]
 
 @bp.get("/health")
 def health():  # type: ignore[no-untyped-def]
+    """200 ``ok`` when matching works; 503 ``loading`` with progress during a first start; 503 ``degraded``
+    when the database or the rate-limit store is unreachable."""
     rt = runtime()
+    state = rt.load_state()
     try:
         trials = rt.repo.count()
         database = "ok"
     except Exception:  # noqa: BLE001 - health reports the failure instead of raising
         logger.exception("health: database check failed")
         trials, database = 0, "error"
-    index = rt.current_index_version()
+    version = rt.current_version() if state.status == "ready" else None
     store = current_app.extensions.get("trialmatch_limit_store")
     limits = "ok" if store is None or store.healthy() else "error"
-    ready = database == "ok" and trials > 0 and index is not None and limits == "ok"
-    body = {"status": "ok" if ready else "degraded", "database": database, "trials": trials,
-            "index": "ready" if index is not None else "not_loaded", "corpus_version": index,
-            "rate_limit": limits}
+    ready = state.status == "ready" and database == "ok" and trials > 0 and limits == "ok"
+    status = "ok" if ready else "loading" if state.status == "loading" and database == "ok" else "degraded"
+    body = {"status": status, "database": database, "trials": trials,
+            "index": "ready" if state.status == "ready" else "not_loaded", "corpus_version": version,
+            "rate_limit": limits, "progress": {"done": state.done, "total": state.total}}
     return jsonify(body), 200 if ready else 503
 
 
@@ -105,8 +108,7 @@ def health():  # type: ignore[no-untyped-def]
 def match():  # type: ignore[no-untyped-def]
     req = schemas.parse_match_request(request, runtime().settings)
     rt = runtime()
-    profile = rt.extract(req.text)
-    result = runtime_match(rt, profile, filters=req.filters, top_k=req.top_k)
+    result = rt.match(req.text, req.filters, top_k=req.top_k)
     return jsonify(match_result_to_dict(result))
 
 
@@ -183,7 +185,7 @@ def post_message(session_id: str):  # type: ignore[no-untyped-def]
         raise APIError("session_too_long", "this conversation is too long; please start a new session", 413)
     messages = list(state.messages) + [{"role": "user", "text": body.text, "answered": state.pending_question}]
     profile = chat.session_profile(messages, rt.extract)
-    result = runtime_match(rt, profile, filters=body.filters, top_k=body.top_k, asked=frozenset(state.asked))
+    result = rt.match(profile, body.filters, top_k=body.top_k, asked=frozenset(state.asked))
     question = chat.next_question(result, state.asked)
     reply = chat.reply_text(result, question)
     messages.append({"role": "assistant", "text": reply})
@@ -331,7 +333,7 @@ def get_referral(referral_id: int):  # type: ignore[no-untyped-def]
         return jsonify(out)
     profile = rt.extract(ref.patient_text)
     # re-computed against the current version of the trial
-    result = runtime_match(rt, profile, filters=Filters(nct_ids=frozenset({ref.nct_id})), top_k=1)
+    result = rt.match(profile, Filters(nct_ids=frozenset({ref.nct_id})), top_k=1)
     out["profile"] = profile_to_dict(profile)
     out["evaluation"] = match_to_dict(result.matches[0]) if result.matches else None
     return jsonify(out)

@@ -53,6 +53,18 @@ def register_error_handlers(app: Flask) -> None:
     def _api_error(exc: APIError):  # type: ignore[no-untyped-def]
         return jsonify(exc.to_dict()), exc.status
 
+    from assistant.services import NotReady
+
+    @app.errorhandler(NotReady)
+    def _not_ready(exc: NotReady):  # type: ignore[no-untyped-def]
+        state = exc.state
+        message = ("the trials are still loading (first start); try again shortly" if state.status != "error"
+                   else "the trials could not be loaded; the service retries, see the server log")
+        response = jsonify({"error": {"code": "loading", "message": message,
+                                      "progress": {"done": state.done, "total": state.total}}})
+        response.headers["Retry-After"] = "5"
+        return response, 503
+
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException):  # type: ignore[no-untyped-def]
         status = exc.code or 500

@@ -20,15 +20,73 @@ def error_code(resp) -> str:
 
 
 def test_health_reports_database_and_index(client, app):
-    app.extensions["trialmatch"].ensure_index()
     resp = client.get("/api/v1/health")
     assert resp.status_code == 200
     body = resp.get_json()
     assert body["database"] == "ok" and body["trials"] > 40 and body["index"] == "ready"
 
 
-def test_health_is_503_before_the_index_is_loaded(client):
-    resp = client.get("/api/v1/health")
+def test_first_start_answers_at_once_with_loading_progress(tmp_path, nlp, studies_file):
+    """The app is up before the trials are: /health says loading with done/total, matching says 503 loading,
+    and both turn ready once the background load finishes."""
+    import gzip
+    import threading
+    import time
+
+    from assistant import create_app
+    from assistant.services import Services
+    from assistant.settings import load_settings
+
+    trials = tmp_path / "data" / "trials"
+    trials.mkdir(parents=True)
+    with gzip.open(trials / "studies.jsonl.gz", "wb") as fh:
+        fh.write(studies_file.read_bytes())
+    total = sum(1 for line in studies_file.read_text(encoding="utf-8").splitlines() if line.strip())
+    gate = threading.Event()
+
+    class GatedServices(Services):  # parsing waits until the test has looked at the loading state
+        def parse_criteria(self, texts):  # type: ignore[no-untyped-def]
+            gate.wait(60)
+            return super().parse_criteria(texts)
+
+    services = GatedServices(load_settings({
+        "TESTING": True, "DATABASE_URL": f"sqlite:///{tmp_path / 'first.sqlite3'}", "DATA_DIR": str(tmp_path / "data"),
+        "INSTANCE_PATH": str(tmp_path / "instance"), "AUTOLOAD_BUNDLED": True, "PRELOAD": True,
+        "SNAPSHOT_POLL_SECONDS": 0.0, "RATE_LIMIT": "1000 per minute"}, environ={}), pipeline=nlp)
+    client = create_app(services=services).test_client()
+    try:
+        deadline = time.monotonic() + 30
+        body = client.get("/api/v1/health").get_json()
+        while body["progress"]["total"] == 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+            body = client.get("/api/v1/health").get_json()
+        resp = client.get("/api/v1/health")
+        assert resp.status_code == 503 and resp.get_json()["status"] == "loading"
+        assert resp.get_json()["progress"]["total"] == total and resp.get_json()["progress"]["done"] < total
+        busy = client.post("/api/v1/match", json={"text": LUPUS})
+        assert busy.status_code == 503 and error_code(busy) == "loading"
+        assert busy.get_json()["error"]["progress"]["total"] == total and busy.headers["Retry-After"]
+        gate.set()
+        while client.get("/api/v1/health").status_code != 200 and time.monotonic() < deadline + 60:
+            time.sleep(0.2)
+        health = client.get("/api/v1/health").get_json()
+        assert health["status"] == "ok" and health["trials"] == total and health["index"] == "ready"
+        assert client.post("/api/v1/match", json={"text": LUPUS}).status_code == 200
+    finally:
+        gate.set()
+        services.stop()
+        services.engine.dispose()
+
+
+def test_health_is_503_when_no_snapshot_is_loaded(tmp_path, nlp):
+    from assistant import create_app
+    from assistant.services import Services
+    from assistant.settings import load_settings
+
+    services = Services(load_settings({"TESTING": True, "DATABASE_URL": f"sqlite:///{tmp_path / 'e.sqlite3'}",
+                                       "INSTANCE_PATH": str(tmp_path / "i"), "AUTOLOAD_BUNDLED": False,
+                                       "PRELOAD": False}, environ={}), pipeline=nlp)
+    resp = create_app(services=services).test_client().get("/api/v1/health")
     assert resp.status_code == 503 and resp.get_json()["index"] == "not_loaded"
 
 

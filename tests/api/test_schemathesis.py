@@ -40,7 +40,6 @@ def api_state(tmp_path_factory, nlp, studies_file):
     tmp = tmp_path_factory.mktemp("schemathesis")
     app = make_test_app(tmp, nlp, studies_file, RATE_LIMIT="1000000 per minute")
     rt = app.extensions["trialmatch"]
-    rt.ensure_index()
     admin_key = rt.keys.create("schemathesis-admin", "admin")
     client = app.test_client()
     nct_id = rt.repo.list(page=1, per_page=1).items[0].nct_id

@@ -28,7 +28,7 @@ def test_eligibility_scores_balance_the_two_classes():
 
 
 def test_evaluate_eligibility_on_own_patients(tmp_path, nlp):
-    from assistant.runtime import Runtime
+    from assistant.services import Services
     from assistant.settings import load_settings
     from tests.helpers import SEEDS
 
@@ -41,9 +41,9 @@ def test_evaluate_eligibility_on_own_patients(tmp_path, nlp):
     qrels = tmp_path / "qrels.tsv"
     qrels.write_text("query-id\tcorpus-id\tscore\np-ok\tNCT06897930\t2\np-cart\tNCT06897930\t1\n"
                      "p-ok\tNCT99999999\t2\n", encoding="utf-8")
-    rt = Runtime(load_settings({"DATABASE_URL": f"sqlite:///{tmp_path / 'x.sqlite3'}", "INSTANCE_PATH": str(tmp_path),
-                                "AUTOLOAD_BUNDLED": False}, environ={}))
-    rt.__dict__["pipeline"] = nlp
+    rt = Services(load_settings({"DATABASE_URL": f"sqlite:///{tmp_path / 'x.sqlite3'}",
+                                 "INSTANCE_PATH": str(tmp_path), "AUTOLOAD_BUNDLED": False}, environ={}),
+                  pipeline=nlp)
     out = evaluate_eligibility(rt, [SEEDS], queries, qrels)
     assert out["n"] == 2  # the unknown trial is not counted
     assert out["recall_excluded"] == 1.0 and out["recall_eligible"] == 1.0

@@ -7,15 +7,14 @@ import pytest
 
 
 def runtime_over(tmp: Path, nlp, paths: list[Path]):
-    from assistant.ingest import ingest_paths
-    from assistant.runtime import Runtime
+    from assistant.services import Services
     from assistant.settings import load_settings
 
-    rt = Runtime(load_settings({"DATABASE_URL": f"sqlite:///{tmp / 'trials.sqlite3'}", "INSTANCE_PATH": str(tmp),
-                                "AUTOLOAD_BUNDLED": False}, environ={}))
-    rt.__dict__["pipeline"] = nlp
-    ingest_paths(paths, rt.repo, parser=rt.parse_criteria)
-    return rt
+    services = Services(load_settings({"DATABASE_URL": f"sqlite:///{tmp / 'trials.sqlite3'}",
+                                       "INSTANCE_PATH": str(tmp), "AUTOLOAD_BUNDLED": False, "PRELOAD": False},
+                                      environ={}), pipeline=nlp)
+    services.ingest(paths)
+    return services
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import threading
 
-from assistant.ingest import ingest_paths
 from tests.conftest import make_test_app
 from tests.production.versions import write_version
 
@@ -15,7 +14,6 @@ def test_reads_during_reingest_never_see_half_updated_trials(tmp_path, nlp, data
     v2 = write_version(tmp_path / "v2.jsonl", 2)
     app = make_test_app(tmp_path, nlp, v1, database_url, RATE_LIMIT="100000 per minute")
     rt = app.extensions["trialmatch"]
-    rt.ensure_index()
     problems: list[str] = []
     checked = {"responses": 0}
     stop = threading.Event()
@@ -45,7 +43,7 @@ def test_reads_during_reingest_never_see_half_updated_trials(tmp_path, nlp, data
         t.start()
     try:
         for version_file in (v2, v1, v2):  # v1 again is older: unchanged; the last v2 pass is unchanged too
-            ingest_paths([version_file], rt.repo, parser=rt.parse_criteria, batch_size=4)
+            rt.ingest([version_file], batch_size=4)  # each ingest swaps in a new snapshot under the readers
     finally:
         stop.set()
         for t in threads:
