@@ -7,9 +7,12 @@ hypothetical, uncertainty over doc.ents, with its bundled rules extended by
 """
 from __future__ import annotations
 
+import importlib
 import json
 import logging
 import re
+import sys
+import types
 from pathlib import Path
 from typing import Any
 
@@ -97,10 +100,32 @@ def load_context_rules(path: Path) -> list[Any]:
     return rules
 
 
+class _DeferredModule(types.ModuleType):
+    """Stands in ``sys.modules`` for a module that is imported but not used: the real module is imported
+    the first time an attribute is read from it (``__getattr__`` runs only for missing attributes)."""
+
+    def __getattr__(self, attr: str) -> Any:
+        if sys.modules.get(self.__name__) is self:
+            del sys.modules[self.__name__]
+        return getattr(importlib.import_module(self.__name__), attr)
+
+
+def _import_medspacy() -> None:
+    """Import medspaCy (registers ``medspacy_context``) without paying for what we do not use.
+
+    medspaCy's package imports QuickUMLS, whose module runs ``import nltk`` at import time (about 1.2 s with
+    the SciPy modules NLTK pulls in) although trialmatch uses only ConText and QuickUMLS reads NLTK only
+    inside its matcher. Until something reads an attribute of it, ``nltk`` is a deferred stand-in.
+    """
+    if "nltk" not in sys.modules and "medspacy" not in sys.modules:
+        sys.modules["nltk"] = _DeferredModule("nltk")
+    import medspacy  # noqa: F401
+
+
 def build_pipeline(lexicon: Any = None, rules_dir: Path = RULES_DIR) -> Language:
     """A ready pipeline for patient descriptions and criterion text alike."""
     # Importing the component modules registers their factories.
-    import medspacy  # noqa: F401  (registers medspacy_context)
+    _import_medspacy()
 
     from nlp.components import demographics, measurements, terminology, timing  # noqa: F401
 

@@ -4,7 +4,7 @@
   with a fixed seed (age, sex, conditions with stages/receptor status, labs,
   drugs with doses and responses, negations, family history, time
   expressions). They are invented here; no benchmark or patient data is read.
-- :func:`temp_runtime`: a :class:`assistant.runtime.Runtime` on a fresh SQLite
+- :func:`temp_runtime`: a :class:`assistant.services.Services` on a fresh SQLite
   database in a temporary folder.
 - timing/memory helpers and the common ``--json`` output.
 
@@ -217,7 +217,7 @@ def temp_settings(folder: Path, autoload: bool = True, **overrides: Any) -> dict
     from assistant.settings import load_settings
 
     return load_settings({"DATABASE_URL": f"sqlite:///{folder / 'bench.sqlite3'}",
-                          "INSTANCE_PATH": str(folder / "instance"), "AUTOLOAD_BUNDLED": autoload, **overrides},
+                          "INSTANCE_PATH": str(folder / "instance"), "AUTOLOAD_BUNDLED": autoload, "PRELOAD": False, **overrides},
                          environ={})
 
 

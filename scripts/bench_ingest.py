@@ -93,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     from assistant.ingest import ingest_paths, read_parses_header, seed_parse_cache
-    from assistant.runtime import Runtime, bundled_paths
+    from assistant.services import Services, bundled_paths
     from nlp.criterion_parser import default_processes
     from nlp.pipeline import pipeline_fingerprint
 
@@ -102,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="tm-bench-ingest-") as tmp:
         folder = args.keep or Path(tmp)
         folder.mkdir(parents=True, exist_ok=True)
-        rt = Runtime(bc.temp_settings(folder, autoload=False))
+        rt = Services(bc.temp_settings(folder, autoload=False))
         paths = args.paths or bundled_paths(Path(rt.settings["DATA_DIR"]))
         shipped = rt.shipped_parses_path
         parser = None
@@ -122,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
         if parser is not None and not args.skip_cold:
             cold_dir = folder / "cold"
             cold_dir.mkdir(exist_ok=True)
-            cold_rt = Runtime(bc.temp_settings(cold_dir, autoload=False))
+            cold_rt = Services(bc.temp_settings(cold_dir, autoload=False))
             cold = ingest_paths(paths, cold_rt.repo, parser=parser, batch_size=args.batch_size, fingerprint=fingerprint)
             result["cold"] = {**report_dict(cold), "parse": vars(cold.parse)}
             cold_parses = stored_parses(cold_rt)

@@ -1,11 +1,11 @@
 #!/usr/bin/env python3
 """Benchmark full-match latency on the bundled corpus and on a corpus scaled to --trials.
 
-(a) bundled: a Runtime on a temporary SQLite database with AUTOLOAD_BUNDLED;
+(a) bundled: a Services on a temporary SQLite database with AUTOLOAD_BUNDLED;
     ``ensure_trials()`` ingests data/trials (with criterion parsing), the
     TF-IDF index is fitted, then --queries synthetic patient descriptions
     (templates, fixed seed; scripts/_bench_common.py) are timed through
-    ``assistant.service.match_text(runtime, text, top_k=10, filters={"status": "ANY"})``
+    ``Services.match(text, {"status": "ANY"}, top_k=10)`` (the call behind ``POST /api/v1/match``)
     after a warm-up.
 (b) scaled: a copy of that database grown to --trials trials. Each extra trial
     is a copy of a stored real trial (``repo.iter_all()``) with a new id
@@ -145,49 +145,49 @@ def grow_corpus(runtime: Any, target: int, seed: int) -> dict[str, Any]:
 
 
 def build_index(runtime: Any) -> dict[str, Any]:
-    """The steps of ``Runtime.ensure_index`` timed separately, then the real call (loads from disk)."""
-    from assistant.matching.index import CorpusIndex
+    """The corpus snapshot (records read from the database, criteria parsed where missing, index fit,
+    records encoded) built and saved as ``Services.refresh`` does it, then loaded from disk by a second
+    ``Services`` the way another worker or a CLI command would."""
+    from assistant.services import Services
+    from assistant.snapshot import CorpusSnapshot, snapshot_key
 
     version = runtime.repo.corpus_version()
     rss_before = bc.current_rss_mb()
-    with bc.Stopwatch() as read:
-        records = list(runtime.repo.iter_all())
-    rss_records = bc.current_rss_mb()
-    with bc.Stopwatch() as fit:
-        index = CorpusIndex.build(records, version)
-    n = len(records)
-    del records
     gc.collect()
+    with bc.Stopwatch() as build:
+        snap = CorpusSnapshot.build(runtime.repo.iter_all(), version, runtime.fingerprint,
+                                    parse=runtime.parse_criteria, decoded_max=runtime.settings.SNAPSHOT_DECODED_MAX)
+    peak_after_build = bc.peak_rss_mb()
     with bc.Stopwatch() as save:
-        index.save(runtime.index_path)
-    ranker = index.ranker
-    matrices = [*ranker.matrices_.values(), *([ranker.weighted_] if hasattr(ranker, "weighted_") else [])]
-    stats = {"trials": n, "terms": len(ranker.vectorizer_.vocabulary_),
-             "nnz": int(sum(m.nnz for m in ranker.matrices_.values())),
-             "weighted_nnz": int(ranker.weighted_.nnz) if hasattr(ranker, "weighted_") else None,
-             "matrices_mb": round(sum(m.data.nbytes + m.indices.nbytes + m.indptr.nbytes for m in matrices) / 1e6, 1)}
-    del index, ranker
+        snap.save(runtime.snapshot_path)
+    ranker = snap.index.ranker
+    matrices = [*ranker.matrices_.values(), ranker.weighted_]
+    stats = {"trials": len(snap.trials), "terms": len(ranker.vectorizer_.vocabulary_),
+             "nnz": int(sum(m.nnz for m in ranker.matrices_.values())), "weighted_nnz": int(ranker.weighted_.nnz),
+             "matrices_mb": round(sum(m.data.nbytes + m.indices.nbytes + m.indptr.nbytes for m in matrices) / 1e6, 1),
+             "records_mb": round(sum(len(b) for b in snap.trials.blobs.values()) / 1e6, 1)}
+    del snap, ranker, matrices
     gc.collect()
-    peak_after_fit = bc.peak_rss_mb()
+    other = Services(runtime.settings, pipeline=runtime.pipeline, lexicon=runtime.lexicon)
     with bc.Stopwatch() as load:
-        loaded = runtime.ensure_index()  # finds the saved file of this corpus version
-    if loaded.version != version:
-        print("warning: ensure_index() did not return the index of the current corpus version", file=sys.stderr)
-    return {**stats, "read_db_s": round(read.seconds, 2), "fit_s": round(fit.seconds, 2),
-            "save_s": round(save.seconds, 2), "load_from_disk_s": round(load.seconds, 2),
-            "index_file_mb": round(runtime.index_path.stat().st_size / 1e6, 1),
-            "rss_before_mb": rss_before, "rss_with_records_mb": rss_records,
-            "peak_rss_after_fit_mb": peak_after_fit, "rss_after_load_mb": bc.current_rss_mb()}
+        loaded = CorpusSnapshot.load(other.snapshot_path, snapshot_key(version, runtime.fingerprint),
+                                     runtime.settings.SNAPSHOT_DECODED_MAX)
+    if loaded is None:
+        print("warning: the saved snapshot was not found for the current corpus version", file=sys.stderr)
+    runtime.refresh()  # the runtime under test now serves that saved snapshot
+    return {**stats, "build_s": round(build.seconds, 2), "save_s": round(save.seconds, 2),
+            "load_from_disk_s": round(load.seconds, 2),
+            "snapshot_file_mb": round(runtime.snapshot_path.stat().st_size / 1e6, 1),
+            "rss_before_mb": rss_before, "peak_rss_after_build_mb": peak_after_build,
+            "rss_after_load_mb": bc.current_rss_mb()}
 
 
 # --------------------------------------------------------------------------- queries
 
 
 def time_queries(runtime: Any, queries: list[str], warmup: list[str], trace: bool) -> dict[str, Any]:
-    from assistant.service import match_text
-
     for text in warmup:
-        match_text(runtime, text, top_k=TOP_K, filters=FILTERS)
+        runtime.match(text, FILTERS, top_k=TOP_K)
     if trace:
         tracemalloc.start()
     seconds, returned = [], 0
@@ -195,7 +195,7 @@ def time_queries(runtime: Any, queries: list[str], warmup: list[str], trace: boo
         if i % 50 == 0:
             print(f"  ... query {i}/{len(queries)}", file=sys.stderr, flush=True)
         t0 = time.perf_counter()
-        result = match_text(runtime, text, top_k=TOP_K, filters=FILTERS)
+        result = runtime.match(text, FILTERS, top_k=TOP_K)
         seconds.append(time.perf_counter() - t0)
         returned += len(result.matches)
     out: dict[str, Any] = {**bc.latency_summary(seconds), "mean_returned": round(returned / len(queries), 2)}
@@ -209,25 +209,25 @@ def stage_breakdown(runtime: Any, queries: list[str]) -> dict[str, Any]:
     """A second pass mirroring ``match_profile`` step by step (same calls, separately timed)."""
     from assistant.matching.questions import choose_questions, trial_questions
     from assistant.matching.ranking import evaluate_trial, rank_matches
-    from assistant.service import DEFAULT_CHECK_DEPTH, build_query, ensure_parsed
+    from assistant.service import build_query
     from assistant.web.schemas import parse_filters
 
     settings = runtime.settings
     filters = parse_filters(FILTERS, default_statuses=settings["DEFAULT_STATUSES"])
     depth = int(settings["CANDIDATE_DEPTH"])
-    check_depth = int(settings.get("CHECK_DEPTH", DEFAULT_CHECK_DEPTH))
-    index = runtime.ensure_index()
+    check_depth = int(settings["CHECK_DEPTH"])
+    snapshot = runtime.snapshot()
     stages: dict[str, list[float]] = {"extract": [], "search": [], "load_trials": [], "checks_rank": []}
     candidates, checked = [], []
     for text in queries:
         t0 = time.perf_counter()
         profile = runtime.extract(text)
         t1 = time.perf_counter()
-        hits = index.search(build_query(profile, runtime.lexicon.synonyms), k=depth, filters=filters)
+        hits = snapshot.search(build_query(profile, runtime.lexicon.synonyms), k=depth, filters=filters)
         t2 = time.perf_counter()
         ids = hits.ids[:max(check_depth, TOP_K)]
-        trials = runtime.repo.get_many(ids)
-        records = ensure_parsed([trials[i] for i in ids if i in trials], runtime.parse_criteria)
+        trials = snapshot.get_many(ids)
+        records = [trials[i] for i in ids if i in trials]
         t3 = time.perf_counter()
         relevance = dict(zip(hits.ids, (float(s) for s in hits.scores)))
         top = max(relevance.values(), default=1.0)
@@ -253,6 +253,10 @@ def bench_corpus(runtime: Any, label: str, queries: list[str], warmup: list[str]
     print(f"[{label}] timing {len(queries)} queries ...", file=sys.stderr, flush=True)
     latency = time_queries(runtime, queries, warmup, trace)
     breakdown = stage_breakdown(runtime, queries)
+    st = breakdown["stages"]
+    # how much the whole match costs over its two irreducible parts, measured in the same run
+    latency["ratio_to_extract_plus_search"] = round(
+        latency["p50_ms"] / max(st["extract"]["p50_ms"] + st["search"]["p50_ms"], 1e-6), 2)
     return {"trials": runtime.repo.count(), "index": index, "latency": latency, **breakdown,
             "peak_rss_mb": bc.peak_rss_mb(), "rss_mb": bc.current_rss_mb()}
 
@@ -263,20 +267,21 @@ def bench_corpus(runtime: Any, label: str, queries: list[str], warmup: list[str]
 def describe(label: str, r: dict[str, Any], goal_ms: float | None, goal_text: str) -> list[str]:
     lat, ix, st = r["latency"], r["index"], r["stages"]
     lines = [f"{label}: {r['trials']} trials",
-             f"  match_text latency over {lat['n']} queries: p50 {lat['p50_ms']:.1f} ms, p95 {lat['p95_ms']:.1f} ms "
-             f"(mean {lat['mean_ms']:.1f}, max {lat['max_ms']:.1f})"
+             f"  match latency over {lat['n']} queries: p50 {lat['p50_ms']:.1f} ms, p95 {lat['p95_ms']:.1f} ms "
+             f"(mean {lat['mean_ms']:.1f}, max {lat['max_ms']:.1f}); match p50 / (extraction p50 + search p50) "
+             f"= {lat['ratio_to_extract_plus_search']}"
              + (f"  goal p50 <= {goal_ms:.0f} ms {goal_text} -> {bc.goal(lat['p50_ms'] <= goal_ms)}"
                 if goal_ms is not None else "")]
     lines.append("  stages p50/p95 ms: " + ", ".join(f"{k} {v['p50_ms']:.1f}/{v['p95_ms']:.1f}" for k, v in st.items()))
     lines.append(f"  candidate depth {r['candidate_depth']} (mean {r['mean_candidates']} hits), check depth "
                  f"{r['check_depth']} (mean {r['mean_checked']} trials checked), top_k {TOP_K}, filters {FILTERS}")
-    lines.append(f"  index: read {ix['trials']} trials from the database {ix['read_db_s']:.1f} s, TF-IDF fit "
-                 f"{ix['fit_s']:.1f} s ({ix['terms']} terms, {ix['nnz']} non-zeros in the field matrices"
-                 + (f", {ix['weighted_nnz']} in the weighted matrix" if ix.get("weighted_nnz") else "")
-                 + f"; sparse matrices {ix['matrices_mb']} MB), save {ix['save_s']:.1f} s "
-                 f"({ix['index_file_mb']} MB), load from disk {ix['load_from_disk_s']:.1f} s")
-    lines.append(f"  memory: RSS with all records loaded {ix['rss_with_records_mb']} MB, peak RSS after fit "
-                 f"{ix['peak_rss_after_fit_mb']} MB, RSS while serving {r['rss_mb']} MB"
+    lines.append(f"  snapshot: built in {ix['build_s']:.1f} s (read {ix['trials']} trials from the database, "
+                 f"TF-IDF fit: {ix['terms']} terms, {ix['nnz']} non-zeros in the field matrices, "
+                 f"{ix['weighted_nnz']} in the weighted matrix; sparse matrices {ix['matrices_mb']} MB; "
+                 f"compressed records {ix['records_mb']} MB), save {ix['save_s']:.1f} s "
+                 f"({ix['snapshot_file_mb']} MB), load from disk {ix['load_from_disk_s']:.1f} s")
+    lines.append(f"  memory: peak RSS after the build {ix['peak_rss_after_build_mb']} MB, RSS while serving "
+                 f"{r['rss_mb']} MB"
                  + (f", tracemalloc peak during queries {lat['tracemalloc_peak_mb']} MB"
                     if "tracemalloc_peak_mb" in lat else ""))
     return lines
@@ -295,7 +300,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", action="store_true", help="print one JSON line instead of the summary")
     args = ap.parse_args(argv)
 
-    from assistant.runtime import Runtime
+    from assistant.services import Services
 
     queries = bc.synthetic_descriptions(args.queries, seed=args.seed)
     warmup = bc.synthetic_descriptions(args.warmup, seed=args.seed + 1000)
@@ -307,7 +312,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         base = work / "bundled"
         base.mkdir(parents=True, exist_ok=True)
-        rt = Runtime(bc.temp_settings(base, autoload=True))
+        rt = Services(bc.temp_settings(base, autoload=True))
         with bc.Stopwatch() as sw:
             rt.pipeline  # noqa: B018
         result["pipeline_build_s"] = round(sw.seconds, 2)
@@ -329,9 +334,7 @@ def main(argv: list[str] | None = None) -> int:
             for suffix in ("", "-wal", "-shm"):  # the engine was disposed, so normally only the main file
                 if (base / f"bench.sqlite3{suffix}").exists():
                     shutil.copyfile(base / f"bench.sqlite3{suffix}", scaled / f"bench.sqlite3{suffix}")
-            srt = Runtime(bc.temp_settings(scaled, autoload=False))
-            srt.__dict__["pipeline"] = rt.pipeline  # same pipeline object, built once
-            srt.__dict__["lexicon"] = rt.lexicon
+            srt = Services(bc.temp_settings(scaled, autoload=False), pipeline=rt.pipeline, lexicon=rt.lexicon)
             print(f"[scaled] writing perturbed copies up to {args.trials} trials ...", file=sys.stderr, flush=True)
             grow = grow_corpus(srt, args.trials, args.seed)
             db = scaled / "bench.sqlite3"
@@ -347,7 +350,7 @@ def main(argv: list[str] | None = None) -> int:
 
     lines = [f"match benchmark at commit {result['machine']['commit']} "
              f"({result['machine']['modified_files']} tracked files modified; {args.queries} synthetic queries, seed {args.seed}, "
-             f"match_text(top_k={TOP_K}, filters={FILTERS}); python {result['machine']['python']}, "
+             f"Services.match(top_k={TOP_K}, filters={FILTERS}); python {result['machine']['python']}, "
              f"{result['machine']['cpus']} CPUs)",
              f"pipeline build {result['pipeline_build_s']:.1f} s"
              + (f"; bundled ingest (ensure_trials) {result['ensure_trials_s']:.0f} s"

@@ -34,14 +34,14 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING)
 
     from assistant.ingest import ingest_paths, write_parses_file
-    from assistant.runtime import Runtime, bundled_paths
+    from assistant.services import Services, bundled_paths
     from assistant.settings import load_settings
     from nlp.pipeline import pipeline_fingerprint
 
     started = time.perf_counter()
     fingerprint = pipeline_fingerprint()
     with tempfile.TemporaryDirectory(prefix="tm-build-parses-") as tmp:
-        rt = Runtime(load_settings({"DATABASE_URL": f"sqlite:///{Path(tmp) / 'parses.sqlite3'}",
+        rt = Services(load_settings({"DATABASE_URL": f"sqlite:///{Path(tmp) / 'parses.sqlite3'}",
                                     "INSTANCE_PATH": str(Path(tmp) / "instance"), "AUTOLOAD_BUNDLED": False},
                                    environ={}))
         paths = args.paths or bundled_paths(Path(rt.settings["DATA_DIR"]))

@@ -36,7 +36,7 @@ def classify(reason: str) -> str:
 def main() -> None:
     from assistant.evaluation import ELIGIBLE, EXCLUDED, half_of, load_trials, read_qrels, read_queries
     from assistant.matching.ranking import evaluate_trial
-    from assistant.runtime import Runtime
+    from assistant.services import Services
     from assistant.settings import load_settings
     from models.domain import CriterionKind, TrialLabel, Verdict
 
@@ -45,7 +45,7 @@ def main() -> None:
     ap.add_argument("--queries", required=True)
     ap.add_argument("--qrels", required=True)
     args = ap.parse_args()
-    rt = Runtime(load_settings({"AUTOLOAD_BUNDLED": False}))
+    rt = Services(load_settings({"AUTOLOAD_BUNDLED": False}))
     queries, qrels = read_queries(Path(args.queries)), read_qrels(Path(args.qrels))
     wanted = {n for q, j in qrels.items() if q in queries and half_of(q) == "A" for n, g in j.items()
               if g in (EXCLUDED, ELIGIBLE)}

@@ -65,10 +65,12 @@ def settings(tmp_path: Path, database_url: str) -> dict:
 
 
 @pytest.fixture
-def runtime(settings: dict):
+def runtime(settings: dict, request):
+    """The composition root on the test database; the session's pipeline is passed in when a test uses it."""
     from assistant.services import Services
 
-    return Services(settings)
+    pipeline = request.getfixturevalue("nlp") if "nlp" in request.fixturenames else None
+    return Services(settings, pipeline=pipeline)
 
 
 @pytest.fixture

@@ -125,10 +125,7 @@ def test_full_shared_corpus_loads(repo):
     assert report.counts.added == 3748 and not report.rejected
 
 
-def test_stale_parses_are_redone_after_a_pipeline_upgrade(settings, tmp_path, nlp):
-    from assistant.services import Services
-
-    runtime = Services(settings, pipeline=nlp)
+def test_stale_parses_are_redone_after_a_pipeline_upgrade(runtime, tmp_path, nlp):
     seed = next(s for s in fixture_studies()
                 if s["protocolSection"]["identificationModule"]["nctId"] == "NCT06557265")
     ingest_paths([_write_jsonl(tmp_path / "s.jsonl", [seed])], runtime.repo)  # stored without parses

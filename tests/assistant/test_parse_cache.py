@@ -102,7 +102,6 @@ def test_each_distinct_text_is_parsed_once_and_a_cache_hit_skips_the_parser(repo
 
 
 def test_results_are_identical_with_and_without_the_cache(runtime, tmp_path, nlp):
-    runtime.__dict__["pipeline"] = nlp
     repo = runtime.repo
     path = _write_jsonl(tmp_path / "s.jsonl", fixture_studies())
     ingest_paths([path], repo, parser=runtime.parse_criteria, fingerprint=FP, cache=False)
@@ -141,7 +140,7 @@ def test_a_failed_batch_leaves_no_cache_rows(repo, tmp_path, monkeypatch):
 CHILD = """
 import sys, time
 from pathlib import Path
-from assistant.runtime import Runtime
+from assistant.services import Services
 from assistant.settings import load_settings
 from assistant.ingest import ingest_paths
 from tests.assistant.test_parse_cache import _fake_parse
@@ -150,7 +149,7 @@ def slow(texts):
     time.sleep(0.05)
     return [_fake_parse(t) for t in texts]
 
-rt = Runtime(load_settings({"DATABASE_URL": sys.argv[1], "INSTANCE_PATH": sys.argv[3], "AUTOLOAD_BUNDLED": False},
+rt = Services(load_settings({"DATABASE_URL": sys.argv[1], "INSTANCE_PATH": sys.argv[3], "AUTOLOAD_BUNDLED": False},
                            environ={}))
 ingest_paths([Path(sys.argv[2])], rt.repo, parser=slow, fingerprint="crash-fp", batch_size=1, stamp_parser_version=True)
 """
@@ -209,10 +208,10 @@ def _bundle(tmp_path: Path, studies: list[dict], fingerprint: str | None) -> Pat
 
 
 def _first_start_runtime(settings: dict, data: Path, monkeypatch, fingerprint: str = FP):  # type: ignore[no-untyped-def]
-    from assistant.runtime import Runtime
+    from assistant.services import Services
 
     monkeypatch.setattr("nlp.pipeline.pipeline_fingerprint", lambda: fingerprint)
-    rt = Runtime({**settings, "DATA_DIR": str(data), "AUTOLOAD_BUNDLED": True})
+    rt = Services({**settings, "DATA_DIR": str(data), "AUTOLOAD_BUNDLED": True})
     parser = CountingParser()
     rt.parse_criteria = parser  # type: ignore[method-assign]
     return rt, parser

@@ -139,3 +139,20 @@ def test_last_dose_of_a_b_cell_depleting_drug_is_dated(profile_of) -> None:
 def test_a_treatment_that_did_not_work_is_still_a_treatment(profile_of, text, drug):
     # "did not control", "lack of efficacy", "with no improvement" describe a response, not an absence
     assert _negated(profile_of(text))[drug] is False
+
+
+def test_pipeline_import_defers_nltk_until_it_is_used():
+    """medspaCy's QuickUMLS imports NLTK at import time; the pipeline defers it, and NLTK still works."""
+    import subprocess
+    import sys
+
+    code = ("import sys\n"
+            "from nlp.pipeline import build_pipeline\n"
+            "nlp = build_pipeline()\n"
+            "assert 'medspacy_context' in nlp.pipe_names\n"
+            "assert type(sys.modules['nltk']).__name__ == '_DeferredModule'\n"
+            "import quickumls.core\n"
+            "assert isinstance(quickumls.core.nltk.__version__, str)  # first use imports the real NLTK\n"
+            "assert type(sys.modules['nltk']).__name__ == 'module'\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]

@@ -21,10 +21,10 @@ def test_newer_export_updates_statuses_and_flags_open_referrals(tmp_path, databa
     old = _write(tmp_path / "old.jsonl", [seed, other])
     assert main(["--database-url", database_url, "ingest", "-q", "--no-parse", str(old)]) == 0
 
-    from assistant.runtime import Runtime
+    from assistant.services import Services
     from assistant.settings import load_settings
 
-    rt = Runtime(load_settings({"DATABASE_URL": database_url, "AUTOLOAD_BUNDLED": False}))
+    rt = Services(load_settings({"DATABASE_URL": database_url, "AUTOLOAD_BUNDLED": False}))
     ref = rt.referrals.create("NCT06897930", "41-year-old woman with SLE", "clinic-1", "widget", trial_hash=None)
     closed_ref = rt.referrals.create("NCT06897930", "another patient", "clinic-2", "widget")
     rt.referrals.change_status(closed_ref.id, "enrolled", "coord", None)
