@@ -299,8 +299,18 @@ class Services:
         with file_lock(Path(self.settings.INSTANCE_PATH) / "load.lock"):
             self.ensure_trials(progress=progress)
         snap = self.ensure_snapshot()
-        _ = self.pipeline
+        self.warm()
         return snap
+
+    def warm(self) -> None:
+        """Load what the match path reads from files (pipeline, unit table, closed-world policy, ranker) now,
+        so that no request reads a file."""
+        from assistant.matching.policy import load_policy
+        from nlp.units import load_unit_rules
+
+        _ = self.pipeline, self.ranker
+        load_unit_rules()
+        load_policy()
 
     def _load_then_poll(self) -> None:
         try:
