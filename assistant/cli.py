@@ -256,6 +256,17 @@ def cmd_match(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_mcp(args: argparse.Namespace) -> int:
+    """Serve the Model Context Protocol on stdin/stdout (stdout carries only the protocol)."""
+    from assistant.mcp_server import MCPUnavailable, serve_stdio
+
+    try:
+        return serve_stdio(_runtime(args))
+    except MCPUnavailable as exc:
+        print(str(exc), file=sys.stderr)
+        return 2
+
+
 def cmd_purge(args: argparse.Namespace) -> int:
     """Delete expired chat sessions now (for cron; workers also do it on their own)."""
     rt = _runtime(args)
@@ -374,6 +385,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--status", action="append", help="overall status filter (default recruiting + not yet)")
     p.add_argument("--json", action="store_true", help="print the API's JSON")
     p.set_defaults(func=cmd_match)
+
+    p = sub.add_parser("mcp", help="serve the Model Context Protocol over stdio (tools: match_patient, get_trial, "
+                       "explain_match; resource trial://{nct_id}); needs the optional extra .[mcp]")
+    p.set_defaults(func=cmd_mcp)
 
     p = sub.add_parser("purge", help="delete expired chat sessions (their transcripts with them)")
     p.set_defaults(func=cmd_purge)
