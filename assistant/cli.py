@@ -83,20 +83,17 @@ def cmd_sync(args: argparse.Namespace) -> int:
     """Page through ClinicalTrials.gov API v2 and upsert each page through the ingest path."""
     from assistant import sync
 
-    overrides = {"DATABASE_URL": args.database_url} if args.database_url else {}
-    settings = load_settings(overrides)
+    rt = _runtime(args)  # the database is opened on first use (never by a dry run)
+    settings = rt.settings
     query = _sync_query(args, settings)
     try:
         client = sync.RegistryClient(str(settings["CTGOV_API_URL"]), sync.RetryPolicy.from_settings(settings))
-        if args.dry_run:  # the registry only: the database is not opened
+        if args.dry_run:
             total = sync.count(query, client)
             pages = -(-total // query.page_size) if total else 0
             print(f"dry run: would fetch {total} studies ({pages} page(s) of {query.page_size}) "
                   f"from {client.base_url}; nothing written")
             return 0
-        from assistant.runtime import Runtime
-
-        rt = Runtime(settings)
         parser = None if args.no_parse else rt.criterion_parser()
 
         def store(items):  # type: ignore[no-untyped-def]
@@ -132,6 +129,12 @@ def _iso_date(value: str) -> dt.date:
         return dt.date.fromisoformat(value)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a date YYYY-MM-DD, got {value!r}") from None
+
+
+def _positive_int(value: str) -> int:
+    if not value.isdigit() or int(value) < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value!r}")
+    return int(value)
 
 
 def _page_size(value: str) -> int:
@@ -351,7 +354,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--since", type=_iso_date, metavar="YYYY-MM-DD",
                    help="only studies last updated on or after this date (LastUpdatePostDate)")
     p.add_argument("--page-size", type=_page_size, help="studies per page (default CTGOV_PAGE_SIZE; at most 1000)")
-    p.add_argument("--max-pages", type=int, help="stop after this many pages (the next run resumes)")
+    p.add_argument("--max-pages", type=_positive_int, help="stop after this many pages (the next run resumes)")
     p.add_argument("--restart", action="store_true", help="ignore a saved cursor and start from the first page")
     p.add_argument("--dry-run", action="store_true", help="print how many studies would be fetched; write nothing")
     p.add_argument("--batch-size", type=int, default=500, help="studies per transaction")

@@ -186,3 +186,13 @@ def test_stdio_server_speaks_only_the_protocol_on_stdout(runtime, tmp_path):
     assert {t.name for t in tools.tools} == {"match_patient", "get_trial", "explain_match"}
     assert trial.structured_content["nct_id"] == "NCT06897930"
     assert "invalid_nct_id: " in tool_error(bad)
+
+
+def test_without_the_sdk_the_command_says_how_to_install_it(monkeypatch, capsys, tmp_path):
+    from assistant.cli import main
+
+    monkeypatch.setitem(sys.modules, "mcp.server.mcpserver", None)  # as if the extra were not installed
+    assert main(["--database-url", f"sqlite:///{tmp_path / 'db.sqlite3'}", "mcp"]) == 2
+    err = capsys.readouterr().err
+    assert "pip install -c constraints.txt -e '.[mcp]'" in err and "Traceback" not in err
+    assert not (tmp_path / "db.sqlite3").exists()

@@ -370,3 +370,15 @@ def test_sync_parses_criteria_and_stamps_the_parser_version_like_ingest(env, tmp
     criteria = [c for t in rt.repo.iter_all() for c in t.criteria]
     assert criteria and all(c.parsed is not None for c in criteria)
     assert rt.repo.parse_cache_count(pipeline_fingerprint()) > 0
+
+
+def test_max_pages_stops_early_and_the_next_run_goes_on(env, tmp_path, capsys):
+    env.pages = paged(STUDIES, 2)
+    url = f"sqlite:///{tmp_path / 'db.sqlite3'}"
+    assert sync(url, "--max-pages", "1") == 0
+    assert "sync stopped early (run again to resume): 1 page(s), 2 studies fetched; added 2" in capsys.readouterr().out
+    assert sync(url) == 0
+    out = capsys.readouterr().out
+    assert "resumed an interrupted sync at page 2" in out and "sync complete: 2 page(s), 3 studies fetched" in out
+    with pytest.raises(SystemExit):
+        sync(url, "--max-pages", "0")
