@@ -45,6 +45,7 @@ class StubRegistry:
         self.pages: dict[str, dict] = {}
         self.failures: dict[str, list[tuple[int, dict[str, str], bytes]]] = {}
         self.requests: list[dict[str, str]] = []
+        self.delay = 0.0  # seconds before answering (a registry slower than the client's timeout)
         self.url = ""
 
     def fail(self, token: str, status: int, times: int = 1, headers: dict[str, str] | None = None,
@@ -87,12 +88,16 @@ def registry():
             parts = urllib.parse.urlsplit(self.path)
             query = dict(urllib.parse.parse_qsl(parts.query, keep_blank_values=True))
             status, headers, body = stub.answer(parts.path, query)
-            self.send_response(status)
-            for k, v in headers.items():
-                self.send_header(k, v)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+            time.sleep(stub.delay)
+            try:
+                self.send_response(status)
+                for k, v in headers.items():
+                    self.send_header(k, v)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+            except (BrokenPipeError, ConnectionResetError):  # the client gave up (timeout test)
+                pass
 
         def log_message(self, *args) -> None:
             pass
@@ -382,3 +387,19 @@ def test_max_pages_stops_early_and_the_next_run_goes_on(env, tmp_path, capsys):
     assert "resumed an interrupted sync at page 2" in out and "sync complete: 2 page(s), 3 studies fetched" in out
     with pytest.raises(SystemExit):
         sync(url, "--max-pages", "0")
+
+
+def test_a_registry_slower_than_the_timeout_is_reported(env, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("TRIALMATCH_CTGOV_TIMEOUT_SECONDS", "0.3")
+    monkeypatch.setenv("TRIALMATCH_CTGOV_MAX_ATTEMPTS", "2")
+    env.pages = paged(STUDIES[:1], 2)
+    env.delay = 3.0
+    assert sync(f"sqlite:///{tmp_path / 'db.sqlite3'}") == 3
+    assert "(timed out, 2 attempt(s))" in _one_line_error(capsys.readouterr().err)
+    assert len(env.requests) == 2
+
+    client = RegistryClient(env.url, RetryPolicy(max_attempts=2, backoff=0.0, timeout=0.3))
+    started = time.monotonic()
+    with pytest.raises(RegistryUnavailable, match="timed out"):
+        client.fetch(page_params(SyncQuery(), None), "page 1")
+    assert time.monotonic() - started < 2.0  # each attempt gave up after its timeout, not the 3 s answer
