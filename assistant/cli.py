@@ -74,8 +74,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 def _sync_query(args: argparse.Namespace, settings: dict[str, Any]):  # type: ignore[no-untyped-def]
     from assistant.sync import SyncQuery
 
-    statuses = [s.strip().upper().replace(" ", "_") for raw in args.status or () for s in raw.split(",") if s.strip()]
-    return SyncQuery(condition=args.condition, statuses=tuple(dict.fromkeys(statuses)), country=args.country,
+    return SyncQuery(condition=args.condition, statuses=tuple(dict.fromkeys(args.status or ())), country=args.country,
                      since=args.since, page_size=args.page_size or int(settings["CTGOV_PAGE_SIZE"]))
 
 
@@ -149,13 +148,16 @@ def _page_size(value: str) -> int:
     return n
 
 
-def _status(value: str) -> str:
+def _statuses(value: str) -> list[str]:
+    """'recruiting, not yet recruiting' -> ['RECRUITING', 'NOT_YET_RECRUITING'] (registry status names)."""
     from assistant.web.schemas import KNOWN_STATUSES
 
-    bad = [s for s in (p.strip().upper().replace(" ", "_") for p in value.split(",")) if s and s not in KNOWN_STATUSES]
-    if bad:
-        raise argparse.ArgumentTypeError(f"unknown status {', '.join(bad)} (e.g. RECRUITING, NOT_YET_RECRUITING)")
-    return value
+    statuses = [s for s in (p.strip().upper().replace(" ", "_") for p in value.split(",")) if s]
+    bad = [s for s in statuses if s not in KNOWN_STATUSES]
+    if bad or not statuses:
+        raise argparse.ArgumentTypeError(f"unknown status {', '.join(bad) or repr(value)} "
+                                         "(e.g. RECRUITING, NOT_YET_RECRUITING)")
+    return statuses
 
 
 def cmd_db(args: argparse.Namespace) -> int:
@@ -348,7 +350,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("sync", help="fetch studies from ClinicalTrials.gov API v2 (CTGOV_API_URL) and upsert "
                        "them like ingest; resumes an interrupted sync of the same query")
     p.add_argument("--condition", help="conditions query (query.cond), e.g. 'lupus nephritis'")
-    p.add_argument("--status", action="append", type=_status,
+    p.add_argument("--status", action="extend", type=_statuses,
                    help="overall status filter (repeatable or comma-separated), e.g. RECRUITING")
     p.add_argument("--country", help="a site in this country (query.locn AREA[LocationCountry]), e.g. 'United States'")
     p.add_argument("--since", type=_iso_date, metavar="YYYY-MM-DD",

@@ -175,6 +175,10 @@ def test_since_and_country_become_the_registry_filters(env, tmp_path, capsys):
     assert request["filter.advanced"] == "AREA[LastUpdatePostDate]RANGE[2026-01-15,MAX]"
     assert request["query.locn"] == "AREA[LocationCountry]United States"
     assert "query.cond" not in request and "filter.overallStatus" not in request
+    env.requests.clear()
+    assert sync(url, "--status", "recruiting", "--status", "not yet recruiting,Recruiting") == 0
+    assert env.requests[0]["filter.overallStatus"] == "RECRUITING,NOT_YET_RECRUITING"
+    assert "filter.advanced" not in env.requests[0]
     capsys.readouterr()
     with pytest.raises(SystemExit) as exc:
         sync(url, "--since", "15/01/2026")
@@ -182,7 +186,7 @@ def test_since_and_country_become_the_registry_filters(env, tmp_path, capsys):
     with pytest.raises(SystemExit):
         sync(url, "--status", "OPEN")
     assert "unknown status OPEN" in capsys.readouterr().err
-    assert len(env.requests) == 1  # bad arguments never reach the registry
+    assert len(env.requests) == 1  # bad arguments never reach the registry (the one above is the status run)
 
 
 def test_an_interrupted_sync_resumes_at_the_page_it_reached(env, database_url, capsys):
