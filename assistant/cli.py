@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
 import logging
 import sys
@@ -32,16 +33,114 @@ def cmd_init_db(args: argparse.Namespace) -> int:
     return 0
 
 
+def print_rejected(report) -> None:  # type: ignore[no-untyped-def]
+    for position, reason in report.rejected:
+        print(f"rejected {position}: {reason}", file=sys.stderr)
+
+
+def print_flagged(report) -> None:  # type: ignore[no-untyped-def]
+    if report.flagged:
+        print(f"{report.flagged} open referral(s) flagged for review: their trial changed")
+
+
 def cmd_ingest(args: argparse.Namespace) -> int:
     rt = _runtime(args)
     report = rt.ingest([Path(p) for p in args.paths], parse=not args.no_parse, batch_size=args.batch_size,
                        progress=not args.quiet)
-    for position, reason in report.rejected:
-        print(f"rejected {position}: {reason}", file=sys.stderr)
+    print_rejected(report)
     print(report.summary())
-    if report.flagged:
-        print(f"{report.flagged} open referral(s) flagged for review: their trial changed")
+    print_flagged(report)
     return 0 if report.processed else 1
+
+
+def _sync_query(args: argparse.Namespace, settings: dict[str, Any]):  # type: ignore[no-untyped-def]
+    from assistant.sync import SyncQuery
+
+    return SyncQuery(condition=args.condition, statuses=tuple(dict.fromkeys(args.status or ())), country=args.country,
+                     since=args.since, page_size=args.page_size or int(settings["CTGOV_PAGE_SIZE"]))
+
+
+def cmd_sync(args: argparse.Namespace) -> int:
+    """Page through ClinicalTrials.gov API v2 and upsert each page through the ingest path."""
+    from assistant import sync
+
+    rt = _runtime(args)  # the database is opened on first use (never by a dry run)
+    settings = rt.settings
+    query = _sync_query(args, settings)
+    try:
+        client = sync.RegistryClient(str(settings["CTGOV_API_URL"]), sync.RetryPolicy.from_settings(settings))
+        if args.dry_run:
+            total = sync.count(query, client)
+            pages = -(-total // query.page_size) if total else 0
+            print(f"dry run: would fetch {total} studies ({pages} page(s) of {query.page_size}) "
+                  f"from {client.base_url}; nothing written")
+            return 0
+        def store(items):  # type: ignore[no-untyped-def]
+            # one page through the ingest path; the snapshot is built once, after the last page
+            return rt.ingest_items(items, parse=not args.no_parse, batch_size=args.batch_size, refresh=False)
+
+        def on_page(page_no: int, n: int, result) -> None:  # type: ignore[no-untyped-def]
+            print_rejected(result)
+            if not args.quiet:
+                print(f"page {page_no}: {n} studies; {result.summary()}", file=sys.stderr)
+
+        cursors = sync.MetaCursorStore(rt.repo)
+        report = sync.sync(query, client, cursors, store, restart=args.restart, max_pages=args.max_pages,
+                           on_page=on_page)
+    except sync.SyncError as exc:
+        print(f"sync failed: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("sync interrupted; run the same command again to resume", file=sys.stderr)
+        return 130
+    if report.resumed_at is not None:
+        print(f"resumed an interrupted sync at page {report.resumed_at}")
+    if report.restarted:
+        print("the saved cursor was refused by the registry; started again from the first page")
+    if report.total is not None:
+        print(f"{report.total} studies match the query")
+    print(report.summary())
+    print_flagged(report.ingest)
+    if report.ingest.counts.added or report.ingest.counts.updated:
+        rt.refresh()  # the new corpus version's snapshot, saved for the workers to load
+    return 0
+
+
+def _iso_date(value: str) -> dt.date:
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a date YYYY-MM-DD, got {value!r}") from None
+
+
+def _positive_int(value: str) -> int:
+    if not value.isdigit() or int(value) < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value!r}")
+    return int(value)
+
+
+def _page_size(value: str) -> int:
+    from assistant.sync import MAX_PAGE_SIZE
+
+    try:
+        n = int(value)
+    except ValueError:
+        n = 0
+    if not 1 <= n <= MAX_PAGE_SIZE:
+        raise argparse.ArgumentTypeError(f"expected an integer from 1 to {MAX_PAGE_SIZE}, got {value!r}")
+    return n
+
+
+def _statuses(value: str) -> list[str]:
+    """'recruiting, not yet recruiting' -> ['RECRUITING', 'NOT_YET_RECRUITING'] (registry status names)."""
+    from assistant.web.schemas import KNOWN_STATUSES
+
+    statuses = [s for s in (p.strip().upper().replace(" ", "_") for p in value.split(",")) if s]
+    bad = [s for s in statuses if s not in KNOWN_STATUSES]
+    if bad or not statuses:
+        raise argparse.ArgumentTypeError(f"unknown status {', '.join(bad) or repr(value)} "
+                                         "(e.g. RECRUITING, NOT_YET_RECRUITING)")
+    return statuses
 
 
 def cmd_db(args: argparse.Namespace) -> int:
@@ -145,6 +244,17 @@ def cmd_match(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_mcp(args: argparse.Namespace) -> int:
+    """Serve the Model Context Protocol on stdin/stdout (stdout carries only the protocol)."""
+    from assistant.mcp_server import MCPUnavailable, serve_stdio
+
+    try:
+        return serve_stdio(_runtime(args))
+    except MCPUnavailable as exc:
+        print(str(exc), file=sys.stderr)
+        return 2
+
+
 def cmd_purge(args: argparse.Namespace) -> int:
     """Delete expired chat sessions now (for cron; workers also do it on their own)."""
     rt = _runtime(args)
@@ -220,6 +330,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_ingest)
 
+    p = sub.add_parser("sync", help="fetch studies from ClinicalTrials.gov API v2 (CTGOV_API_URL) and upsert "
+                       "them like ingest; resumes an interrupted sync of the same query")
+    p.add_argument("--condition", help="conditions query (query.cond), e.g. 'lupus nephritis'")
+    p.add_argument("--status", action="extend", type=_statuses,
+                   help="overall status filter (repeatable or comma-separated), e.g. RECRUITING")
+    p.add_argument("--country", help="a site in this country (query.locn AREA[LocationCountry]), e.g. 'United States'")
+    p.add_argument("--since", type=_iso_date, metavar="YYYY-MM-DD",
+                   help="only studies last updated on or after this date (LastUpdatePostDate)")
+    p.add_argument("--page-size", type=_page_size, help="studies per page (default CTGOV_PAGE_SIZE; at most 1000)")
+    p.add_argument("--max-pages", type=_positive_int, help="stop after this many pages (the next run resumes)")
+    p.add_argument("--restart", action="store_true", help="ignore a saved cursor and start from the first page")
+    p.add_argument("--dry-run", action="store_true", help="print how many studies would be fetched; write nothing")
+    p.add_argument("--batch-size", type=int, default=500, help="studies per transaction")
+    p.add_argument("--no-parse", action="store_true", help="skip criterion parsing (parsed lazily later)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no per-page progress lines")
+    p.set_defaults(func=cmd_sync)
+
     p = sub.add_parser("trials", help="list trials or show one with its parsed criteria")
     tsub = p.add_subparsers(dest="action", required=True)
     tl = tsub.add_parser("list", help="list stored trials")
@@ -246,6 +373,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--status", action="append", help="overall status filter (default recruiting + not yet)")
     p.add_argument("--json", action="store_true", help="print the API's JSON")
     p.set_defaults(func=cmd_match)
+
+    p = sub.add_parser("mcp", help="serve the Model Context Protocol over stdio (tools: match_patient, get_trial, "
+                       "explain_match; resource trial://{nct_id}); needs the optional extra .[mcp]")
+    p.set_defaults(func=cmd_mcp)
 
     p = sub.add_parser("purge", help="delete expired chat sessions (their transcripts with them)")
     p.set_defaults(func=cmd_purge)

@@ -62,6 +62,14 @@ class IngestReport:
     parse: ParseStats = field(default_factory=ParseStats)
     flagged: int = 0  # open referrals flagged for review because their trial changed
 
+    def __iadd__(self, other: "IngestReport") -> "IngestReport":
+        self.counts += other.counts
+        self.rejected.extend(other.rejected)
+        self.seconds += other.seconds
+        self.parse += other.parse
+        self.flagged += other.flagged
+        return self
+
     @property
     def processed(self) -> int:
         c = self.counts
@@ -77,7 +85,7 @@ class IngestReport:
 # --------------------------------------------------------------------------- readers
 
 
-def _items_from_document(doc: Any, position: str) -> Iterator[RawItem]:
+def items_from_document(doc: Any, position: str) -> Iterator[RawItem]:
     if isinstance(doc, dict) and isinstance(doc.get("studies"), list):
         for i, study in enumerate(doc["studies"]):
             yield RawItem(f"{position} studies[{i}]", study)
@@ -104,7 +112,7 @@ def _read_lines(lines: Iterable[bytes], name: str) -> Iterator[RawItem]:
         except RecursionError:
             yield RawItem(position, None, "invalid JSON (nested too deeply)")
             continue
-        yield from _items_from_document(doc, position)
+        yield from items_from_document(doc, position)
 
 
 def _read_blob(data: bytes, name: str) -> Iterator[RawItem]:
@@ -120,7 +128,7 @@ def _read_blob(data: bytes, name: str) -> Iterator[RawItem]:
     except UnicodeDecodeError as exc:
         yield RawItem(name, None, f"not UTF-8 text ({exc.reason})")
         return
-    yield from _items_from_document(doc, name)
+    yield from items_from_document(doc, name)
 
 
 def _read_zip(path: Path) -> Iterator[RawItem]:
@@ -337,15 +345,17 @@ def ingest(items: Iterable[RawItem], repo: TrialRepository, *, parser: Criterion
     return report
 
 
-def ingest_paths(paths: Iterable[Path], repo: TrialRepository, **kwargs: Any) -> IngestReport:
-    def items() -> Iterator[RawItem]:
-        for path in paths:
-            if not path.exists():
-                yield RawItem(str(path), None, "no such file or directory")
-                continue
-            yield from read_studies(path)
+def iter_paths(paths: Iterable[Path]) -> Iterator[RawItem]:
+    """The studies of every path in turn; a missing path is one rejected item."""
+    for path in paths:
+        if not path.exists():
+            yield RawItem(str(path), None, "no such file or directory")
+            continue
+        yield from read_studies(path)
 
-    return ingest(items(), repo, **kwargs)
+
+def ingest_paths(paths: Iterable[Path], repo: TrialRepository, **kwargs: Any) -> IngestReport:
+    return ingest(iter_paths(paths), repo, **kwargs)
 
 
 # --------------------------------------------------------------------------- shipped parses

@@ -185,18 +185,24 @@ class Services:
                 "candidate_depth": self.settings.CANDIDATE_DEPTH, "check_depth": self.settings.CHECK_DEPTH,
                 "relevance_floor": self.settings.RELEVANCE_FLOOR}
 
-    def ingest(self, paths: Iterable[Path], *, parse: bool = True, batch_size: int = 500,
-               progress: bool = False, refresh: bool = True):  # type: ignore[no-untyped-def]
-        """Store the studies of ``paths`` (bad records rejected, never fatal), stamp the parser version of
-        a first load, flag open referrals whose trial changed, and (``refresh``) build and swap in the new
-        snapshot, saved for the other workers and commands."""
-        from assistant.ingest import ingest_paths
+    def ingest(self, paths: Iterable[Path], **kwargs: Any):  # type: ignore[no-untyped-def]
+        """:meth:`ingest_items` over the studies read from files, folders, zip and JSONL exports."""
+        from assistant.ingest import iter_paths
+
+        return self.ingest_items(iter_paths(list(paths)), **kwargs)
+
+    def ingest_items(self, items: Iterable[Any], *, parse: bool = True, batch_size: int = 500,
+                     progress: bool = False, refresh: bool = True):  # type: ignore[no-untyped-def]
+        """The one ingestion path (``ingest``, ``sync``, tests): store the studies (idempotent, bad records
+        rejected, never fatal), stamp the parser version of a first load, flag open referrals whose trial
+        changed, and (``refresh``) build and swap in the new snapshot, saved for the other workers."""
+        from assistant.ingest import ingest
 
         parser = self.criterion_parser() if parse else None
         was_empty = self.repo.count() == 0
-        report = ingest_paths(list(paths), self.repo, parser=parser, batch_size=batch_size, progress=progress,
-                              stamp_parser_version=was_empty and parser is not None,
-                              fingerprint=self.fingerprint if parser is not None else None)
+        report = ingest(items, self.repo, parser=parser, batch_size=batch_size, progress=progress,
+                        stamp_parser_version=was_empty and parser is not None,
+                        fingerprint=self.fingerprint if parser is not None else None)
         if report.counts.changed_hashes:
             report.flagged = self.referrals.flag_changed_trials(report.counts.changed_hashes)
         if refresh:

@@ -67,6 +67,13 @@ class Settings(Mapping[str, Any]):
     PORT: int
     LOG_LEVEL: str
     TESTING: bool
+    # ClinicalTrials.gov sync
+    CTGOV_API_URL: str
+    CTGOV_TIMEOUT_SECONDS: float
+    CTGOV_MAX_ATTEMPTS: int
+    CTGOV_BACKOFF_SECONDS: float
+    CTGOV_MAX_BACKOFF_SECONDS: float
+    CTGOV_PAGE_SIZE: int
 
     # -- read-only mapping interface
     def __getitem__(self, key: str) -> Any:
