@@ -300,7 +300,11 @@ def _affirmed_condition(facts: Sequence[ConditionFact], req: Requirement, names:
         if activity and truth is Truth.YES and fact.context.historical:
             truth, missing = Truth.UNKNOWN, f"whether {names} is currently {' '.join(activity)}"
             clause += f", but only as history; the criterion asks for {' '.join(activity)} disease"
-        finding = Finding(truth, clause, (fact.span,), missing, key=f"condition:{_key(req)}" if missing else None,
+        # the key says what the answer is (a class, a date, current activity), so a bare "no" to "When was it
+        # diagnosed?" is never read as denying the condition
+        kind = ("condition_detail" if qual is Truth.UNKNOWN else "condition_date" if when is Truth.UNKNOWN
+                else "condition_activity")
+        finding = Finding(truth, clause, (fact.span,), missing, key=f"{kind}:{_key(req)}" if missing else None,
                           question=_ask(missing) if missing else None)
         if best is None or _rank(truth) > _rank(best.truth):
             best = finding
