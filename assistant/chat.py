@@ -10,7 +10,7 @@ free text.
   asked condition, biopsy or therapy. A bare answer of the wrong form for the question ("no" to "When was the
   biopsy done?") adds nothing.
 * A correction ("actually it was 8 months ago", "sorry, 1:640") is a bare answer after a correction word; it
-  answers the pending question when its form fits it, else the question answered last.
+  re-answers the question answered last when its form fits it, else the pending question.
 * So "Yes, he takes losartan" while a malignancy question is pending records losartan, not a malignancy, and
   "She is willing and able to give consent" never records a membranous nephropathy.
 
@@ -167,12 +167,12 @@ def correction(text: str) -> str | None:
 
 
 def bound_question(turn: Turn) -> dict[str, Any] | None:
-    """The question a turn answers: a correction re-answers the pending question when its form fits, else the
-    one answered last; any other reply answers the pending question only under :func:`binds`."""
+    """The question a turn answers: a correction re-answers the question answered last when its form fits, else
+    the pending one; any other reply answers the pending question only under :func:`binds`."""
     rest = correction(turn.text)
     if rest is not None:
         form = answer_form(rest)
-        return next((q for q in (turn.answered, turn.previous) if q and fits(q, form)), None)
+        return next((q for q in (turn.previous, turn.answered) if q and fits(q, form)), None)
     return turn.answered if binds(turn.answered, turn.text) else None
 
 
