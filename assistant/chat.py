@@ -374,7 +374,7 @@ def add_turn(messages: Sequence[dict[str, Any]], text: str, question: dict[str, 
              extract: Callable[[str], PatientProfile]) -> list[dict[str, Any]]:
     """The transcript with one more user message: the question it was sent under and its facts (only this
     message is read)."""
-    asked = {"key": question["key"], "text": question["text"]} if question else None
+    asked = {"key": str(question.get("key", "")), "text": str(question.get("text", ""))} if question else None
     out = list(messages) + [{"role": "user", "text": text, "answered": asked}]
     turn = transcript_turns(out)[-1]
     out[-1]["facts"] = facts_to_dict(read_turn(turn, extract))
