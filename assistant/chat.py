@@ -5,9 +5,10 @@ question's subject*; anything else is free text read on its own, and a question'
 free text.
 
 * A bare answer is nothing but yes/no ("yes", "no, never", "she has"), a value ("2.4 g/g", "12", "1:320",
-  "positive at 1:640") or a time ("8 months ago", "in 2019"). It is read by the kind of question it answers: yes/no
-  affirms or denies the asked condition or therapy; a value is read as the asked lab, age or dose; a time dates the
-  asked condition, biopsy or therapy. A bare answer of the wrong form for the question ("no" to "When was the
+  "positive at 1:640"), a time ("8 months ago", "in 2019") or a class ("IV", "class III and V"). It is read by the
+  kind of question it answers: yes/no affirms or denies the asked condition or therapy; a value is read as the
+  asked lab, age or dose; a time dates the asked condition, biopsy or therapy; a class qualifies the asked
+  condition. A bare answer of the wrong form for the question ("no" to "When was the
   biopsy done?") adds nothing.
 * A correction ("actually it was 8 months ago", "sorry, 1:640") is a bare answer after a correction word; it
   re-answers the question answered last when its form fits it, else the pending question.
@@ -58,10 +59,10 @@ LAB_PHRASES = {"upcr": "UPCR", "uacr": "UACR", "egfr": "eGFR", "creatinine": "cr
 
 
 # what a bare answer can be, and which question kinds take each form
-YES_NO, VALUE, TIME = "yes_no", "value", "time"
+YES_NO, VALUE, TIME, CLASS = "yes_no", "value", "time", "class"
 FORMS_OF_KIND = {"condition": (YES_NO, TIME), "therapy": (YES_NO, TIME), "consent": (YES_NO,),
                  "condition_date": (TIME,), "therapy_date": (TIME,), "lab": (VALUE,), "age": (VALUE,),
-                 "dose": (VALUE,)}
+                 "dose": (VALUE,), "condition_detail": (CLASS,), "condition_form": (CLASS,)}
 CORRECTION_RE = re.compile(r"^\s*(?:actually|sorry|correction|oops|i mean|i meant|my mistake|no wait|wait)\b"
                            r"[\s,:;.!-]*(?:(?:that|it)\s+(?:is|was)\s+|(?:she|he)\s+(?:is|was)\s+)?", re.IGNORECASE)
 # what a later fact keeps from the earlier one about the same subject when it does not say it ("8 months ago"
@@ -111,7 +112,12 @@ BARE_TIME_RE = re.compile(r"^\s*(?:it\s+was\s+)?(?:about\s+|around\s+)?(?:\d+|on
 BARE_TAIL_RE = re.compile(r"^\W*(?:(?:she|he|they|i|we|the patient)\s+(?:has|have|had|did|does|is|was|were|"
                           r"do)(?:\s*n['’]t|\s+not)?|never|not|none|at all|ever|thanks?|thank you|please)?\W*$",
                           re.IGNORECASE)
+LEAD_RE = re.compile(r"\s*(?:it\s+(?:is|was)\s+)?", re.IGNORECASE)  # words before a bare answer's value
 DOSE_NUMBER_RE = re.compile(r"^\s*\d+(?:\.\d+)?\s*\.?\s*$")
+# a class or stage ("IV", "class III and V", "class 4"): roman numerals alone, digits only after the word
+_CLASS = r"(?:(?:class|stage|grade|type)\s*(?:[ivx]+|\d+)|[ivx]+)\b"
+BARE_CLASS_RE = re.compile(rf"^\s*(?:it\s+(?:is|was)\s+)?{_CLASS}(?:\s*(?:\+|and|or|/|,|&)\s*{_CLASS})*\s*\.?\s*$",
+                           re.IGNORECASE)
 
 
 def _bare_value(text: str) -> bool:
@@ -119,12 +125,14 @@ def _bare_value(text: str) -> bool:
 
 
 def answer_form(text: str) -> str | None:
-    """YES_NO, VALUE or TIME when the reply is nothing but that answer; None for anything else."""
+    """YES_NO, VALUE, TIME or CLASS when the reply is nothing but that answer; None for anything else."""
     m = YES_RE.match(text) or NO_RE.match(text)
     if m:
         return YES_NO if BARE_TAIL_RE.match(text[m.end():]) else None
     if BARE_TIME_RE.match(text):
         return TIME
+    if BARE_CLASS_RE.match(text):
+        return CLASS
     return VALUE if _bare_value(text) else None
 
 
@@ -194,24 +202,33 @@ def context_words(question: dict[str, Any] | None, text: str) -> tuple[str, str]
         return f"{first} given", ""
     if kind in ("condition", "condition_date"):
         return f"{first} {'done' if 'biopsy' in first else 'diagnosed'}", ""
+    if form == CLASS:  # "IV" -> "lupus nephritis class IV"
+        return first if re.match(r"\s*(?:it\s+(?:is|was)\s+)?(?:class|stage|grade|type)", text, re.I) \
+            else f"{first} class", ""
     return "", ""
 
 
-def _shift(span: Span | None, delta: int, limit: tuple[int, int]) -> Span | None:
+def _shift(span: Span | None, delta: int, limit: tuple[int, int], answer: Span | None = None) -> Span | None:
+    """A span of the text that was read, in transcript offsets; one that starts in the words put before a bare
+    answer ("lupus nephritis class" before "IV") is the answer itself."""
     if span is None:
         return None
+    if answer is not None and span.start + delta < answer.start:
+        return answer
     start = min(max(span.start + delta, limit[0]), limit[1])
     end = min(max(span.end + delta, start), limit[1])
     return Span(start, end, span.text)
 
 
-def _shift_profile(p: PatientProfile, delta: int, limit: tuple[int, int]) -> PatientProfile:
+def _shift_profile(p: PatientProfile, delta: int, limit: tuple[int, int],
+                   answer: Span | None = None) -> PatientProfile:
     def mv(items: Sequence[Any]) -> tuple[Any, ...]:
-        return tuple(replace(i, span=_shift(i.span, delta, limit)) for i in items)
+        return tuple(replace(i, span=_shift(i.span, delta, limit, answer)) for i in items)
 
     return replace(p, conditions=mv(p.conditions), labs=mv(p.labs), therapies=mv(p.therapies),
-                   therapy_counts=mv(p.therapy_counts), age_span=_shift(p.age_span, delta, limit),
-                   sex_span=_shift(p.sex_span, delta, limit), consent_span=_shift(p.consent_span, delta, limit))
+                   therapy_counts=mv(p.therapy_counts), age_span=_shift(p.age_span, delta, limit, answer),
+                   sex_span=_shift(p.sex_span, delta, limit, answer),
+                   consent_span=_shift(p.consent_span, delta, limit, answer))
 
 
 def yes_no_facts(question: dict[str, Any] | None, text: str, offset: int) -> PatientProfile | None:
@@ -247,11 +264,13 @@ def read_turn(turn: Turn, extract: Callable[[str], PatientProfile]) -> PatientPr
     if facts is not None:
         return facts
     before, after = context_words(question, text)
+    limit = (turn.offset, turn.offset + len(turn.text))
     if before:
-        read, delta = extract(f"{before} {text.strip()}{after}"), start - len(before) - 1
-    else:
-        read, delta = extract(turn.text), turn.offset
-    return _shift_profile(read, delta, (turn.offset, turn.offset + len(turn.text)))
+        lead = LEAD_RE.match(text).end()  # type: ignore[union-attr]  # always matches ("it was 8 months ago")
+        body = text[lead:].rstrip()
+        answer = Span(start + lead, start + lead + len(body), body)
+        return _shift_profile(extract(f"{before} {body}{after}"), start + lead - len(before) - 1, limit, answer)
+    return _shift_profile(extract(turn.text), turn.offset, limit)
 
 
 def _inherit(new: Any, old: Any) -> Any:

@@ -154,3 +154,13 @@ def test_profile_json_says_which_turn_stated_each_fact(extract):
     assert {c["concept"]: c["turn"] for c in data["conditions"]}.get("systemic lupus erythematosus") == 0
     assert [lab["turn"] for lab in data["labs"] if lab["name"] == "upcr"] == [1]
     assert data["age_turn"] == 0
+
+
+def test_a_bare_class_qualifies_the_asked_condition_and_is_its_evidence(extract):
+    msgs = add_turn([], "45-year-old woman with lupus nephritis.", None, extract)
+    msgs = add_turn(msgs, "it was class III and V", q("condition_detail:lupus nephritis"), extract)
+    text = transcript_text(msgs)
+    ln = [c for c in session_profile(msgs, extract).conditions if c.concept == "lupus nephritis"]
+    assert ln and ln[0].qualifier == "class III+V"
+    assert text[ln[0].span.start:ln[0].span.end] == "class III and V"  # the evidence is the answer itself
+    assert is_bare_answer("IV") and not is_bare_answer("I have lupus")
