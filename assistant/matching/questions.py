@@ -29,7 +29,8 @@ KINDS = frozenset({"condition", "condition_date", "condition_detail", "condition
                    "therapy", "therapy_date", "therapy_count", "dose", "stable", "reaction", "lab", "age", "sex",
                    "healthy", "consent"})
 PLACEHOLDERS = frozenset({"subject", "pronoun", "Pronoun", "possessive", "Possessive"})
-MAX_LISTED = 4  # alternatives named in a question; more read "any of these: a, b, c, d, ..."
+MAX_LISTED = 8  # alternatives named in a question ("any of these: a, b, c, d"); more end in ", ..."
+OR_LISTED = 3  # up to this many read "a or b or c"
 
 
 class QuestionTemplateError(ValueError):
@@ -72,8 +73,8 @@ class QuestionTemplates:
         else:
             words = [self.subjects.get(c, c.replace("_", " ")) for c in alternatives]
         words = list(dict.fromkeys(words))
-        if len(words) > MAX_LISTED:
-            return "any of these: " + ", ".join(words[:MAX_LISTED]) + ", ..."
+        if len(words) > OR_LISTED:
+            return "any of these: " + ", ".join(words[:MAX_LISTED]) + (", ..." if len(words) > MAX_LISTED else "")
         return " or ".join(words) if words else "this"
 
 

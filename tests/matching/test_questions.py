@@ -62,8 +62,10 @@ def test_wording_from_templates_with_the_patients_pronoun():
     assert templates.render("lab:upcr", "male").startswith("What was his most recent urine protein")
     # generic fallback per kind; many alternatives are listed, not glued with "or"
     assert templates.render("condition:sarcoidosis", "male") == "Does he have sarcoidosis?"
-    assert templates.render("condition:a|b|c|d|e|f", None) == \
-        "Does the patient have any of these: a, b, c, d, ...?"
+    assert templates.render("condition:a|b|c|d", None) == "Does the patient have any of these: a, b, c, d?"
+    assert templates.render("condition:a|b|c|d|e|f|g|h|i", None) == \
+        "Does the patient have any of these: a, b, c, d, e, f, g, h, ...?"
+    assert templates.render("condition:a|b", "female") == "Does she have a or b?"
     assert templates.render("unheard_of:x", None, "Fallback?") == "Fallback?"
 
 
