@@ -81,8 +81,8 @@ def match_profile(profile: PatientProfile, *, snapshot: CorpusSnapshot,
     ranked = rank_matches(matches)[:top_k]
     if filters.near is not None:
         ranked = [replace(m, nearest_site_km=_distance(trials[m.nct_id], filters)) for m in ranked]
-    ranked = [replace(m, questions=trial_questions(m)) for m in ranked]
-    questions = choose_questions(ranked, asked=asked)
+    ranked = [replace(m, questions=trial_questions(m, sex=profile.sex)) for m in ranked]
+    questions = choose_questions(ranked, asked=asked, sex=profile.sex)
     logger.info("matched: %d candidates, %d checked, %d returned in %.0f ms", len(hits.ids), len(records),
                 len(ranked), (time.perf_counter() - started) * 1000)
     notice = None

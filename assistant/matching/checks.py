@@ -300,7 +300,11 @@ def _affirmed_condition(facts: Sequence[ConditionFact], req: Requirement, names:
         if activity and truth is Truth.YES and fact.context.historical:
             truth, missing = Truth.UNKNOWN, f"whether {names} is currently {' '.join(activity)}"
             clause += f", but only as history; the criterion asks for {' '.join(activity)} disease"
-        finding = Finding(truth, clause, (fact.span,), missing, key=f"condition:{_key(req)}" if missing else None,
+        # the key says what the answer is (a class, a date, current activity), so a bare "no" to "When was it
+        # diagnosed?" is never read as denying the condition
+        kind = ("condition_detail" if qual is Truth.UNKNOWN else "condition_date" if when is Truth.UNKNOWN
+                else "condition_activity")
+        finding = Finding(truth, clause, (fact.span,), missing, key=f"{kind}:{_key(req)}" if missing else None,
                           question=_ask(missing) if missing else None)
         if best is None or _rank(truth) > _rank(best.truth):
             best = finding
@@ -776,11 +780,22 @@ def check_criterion(profile: PatientProfile, criterion: CriterionText, criterion
         reason += f" Missing: {missing}." if missing else ""
         asked = next((f for f in unknown if f.key), None)
         key, question = (asked.key, asked.question) if asked else (None, None)
+        if logic == "any":
+            key, question = _one_question(unknown) or (key, question)
     elif assumed:
         basis = next((f.basis for f in deciding if f.assumed and f.basis), "the description does not mention it")
         reason += f" (Assumed absent: {basis}.)"
     return CriterionVerdict(**base, verdict=verdict, reason=reason, evidence=_evidence(deciding),
                             missing=missing or None, question_key=key, question=question, assumed=assumed)
+
+
+def _one_question(unknown: Sequence[Finding]) -> tuple[str, str] | None:
+    """Alternative conditions ("arthritis, myositis, rash or ...") are asked in one question, not one at a time."""
+    names = list(dict.fromkeys(c for f in unknown if f.key and f.key.startswith("condition:")
+                               for c in f.key.partition(":")[2].split("|")))
+    if len(names) < 2:
+        return None
+    return f"condition:{'|'.join(names)}", f"Does the patient have any of: {', '.join(names)}?"
 
 
 FEMALE_ONLY_STATES = frozenset({"pregnancy", "breastfeeding", "lactation"})

@@ -183,7 +183,8 @@ def post_message(session_id: str):  # type: ignore[no-untyped-def]
     total = sum(len(m["text"]) for m in state.messages if m.get("role") == "user") + len(body.text)
     if total > int(rt.settings["MAX_TEXT_CHARS"]) * 2:
         raise APIError("session_too_long", "this conversation is too long; please start a new session", 413)
-    messages = list(state.messages) + [{"role": "user", "text": body.text, "answered": state.pending_question}]
+    # only the new message is read; earlier turns' facts are kept in the session (chat module docstring)
+    messages = chat.add_turn(state.messages, body.text, state.pending_question, rt.extract)
     profile = chat.session_profile(messages, rt.extract)
     result = rt.match(profile, body.filters, top_k=body.top_k, asked=frozenset(state.asked))
     question = chat.next_question(result, state.asked)
@@ -193,7 +194,8 @@ def post_message(session_id: str):  # type: ignore[no-untyped-def]
     pending = question_to_dict(question) if question else None
     rt.sessions.save_turn(session_id, messages, asked, pending, _ttl())
     data = match_result_to_dict(result)
-    return jsonify({"session_id": session_id, "reply": reply, "profile": data["profile"], "matches": data["matches"],
+    profile_data = chat.annotate_turns(data["profile"], messages)  # each fact says which turn stated it
+    return jsonify({"session_id": session_id, "reply": reply, "profile": profile_data, "matches": data["matches"],
                     "questions": data["questions"], "next_question": pending})
 
 
@@ -291,8 +293,9 @@ def create_referral():  # type: ignore[no-untyped-def]
     text = body["text"]
     if body["session_id"]:
         state = _session(body["session_id"])
-        text = chat.transcript_text(state.messages)
-        if not text.strip():
+        # the questions with their answers ("Q: ... / A: ..."), read back the same way on re-evaluation
+        text = chat.render_transcript(state.messages)
+        if not chat.transcript_text(state.messages).strip():
             raise APIError("invalid_request", "the session has no patient description yet", 400)
     try:
         trial = rt.repo.get(body["nct_id"], with_raw=True)
@@ -331,7 +334,9 @@ def get_referral(referral_id: int):  # type: ignore[no-untyped-def]
     except TrialNotFound:
         out["evaluation"] = None
         return jsonify(out)
-    profile = rt.extract(ref.patient_text)
+    # a chat transcript is read turn by turn, as the chat read it; plain text is extracted as a whole
+    messages = chat.parse_transcript(ref.patient_text) if ref.session_id else None
+    profile = chat.session_profile(messages, rt.extract) if messages else rt.extract(ref.patient_text)
     # re-computed against the current version of the trial
     result = rt.match(profile, Filters(nct_ids=frozenset({ref.nct_id})), top_k=1)
     out["profile"] = profile_to_dict(profile)

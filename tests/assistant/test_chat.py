@@ -2,9 +2,29 @@
 question's subject (own multi-turn examples, real pipeline)."""
 from __future__ import annotations
 
+import json
+from dataclasses import replace
+
 import pytest
 
-from assistant.chat import binds, is_bare_answer, session_profile
+from assistant.chat import (
+    Turn,
+    add_turn,
+    annotate_turns,
+    binds,
+    bound_question,
+    correction,
+    facts_from_dict,
+    facts_to_dict,
+    is_bare_answer,
+    parse_transcript,
+    render_transcript,
+    session_profile,
+    transcript_text,
+    yes_no_facts,
+)
+from assistant.service import profile_to_dict
+from models.domain import PatientProfile
 
 
 @pytest.fixture(scope="module")
@@ -72,3 +92,75 @@ def test_a_bare_value_is_read_as_the_asked_lab(extract):
 def test_yes_to_the_consent_question_is_recorded(extract):
     msgs = turns(("50-year-old woman with lupus.", None), ("Yes.", q("consent")))
     assert session_profile(msgs, extract).consent_span is not None
+
+
+def test_a_turn_is_read_once_its_facts_kept_in_the_message(extract):
+    calls: list[str] = []
+
+    def counting(text):
+        calls.append(text)
+        return extract(text)
+
+    msgs = add_turn([], "45-year-old woman with lupus nephritis class IV.", None, counting)
+    msgs = add_turn(msgs, "8 months ago", q("condition_date:lupus nephritis"), counting)
+    assert len(calls) == 2 and calls[1] == "lupus nephritis diagnosed 8 months ago"
+    profile = session_profile(msgs, counting)
+    assert len(calls) == 2  # the stored facts are used, nothing is read again
+    ln = [c for c in profile.conditions if c.concept == "lupus nephritis"]
+    assert ln and ln[0].days_ago == 240 and ln[0].qualifier == "class IV"  # the date keeps the class said before
+    # a message without (or with unreadable) stored facts is read again
+    stale = [dict(m, facts={"v": -1}) for m in msgs]
+    assert session_profile(stale, counting) == profile and len(calls) == 4
+
+
+def test_stored_facts_round_trip(extract):
+    profile = extract("52-year-old man with lupus nephritis class IV, UPCR 2.4 g/g, on prednisone 20 mg daily, "
+                      "never had CAR-T therapy; failed three immunosuppressants.")
+    assert facts_from_dict(json.loads(json.dumps(facts_to_dict(profile)))) == replace(profile, text="")
+
+
+def test_wrong_form_and_corrections():
+    date_q, lab_q = q("condition_date:kidney biopsy"), q("lab:ana")
+    assert bound_question(Turn("no", 0, date_q)) == date_q  # bound, but states nothing:
+    assert yes_no_facts(date_q, "no", 0) == PatientProfile()
+    assert correction("actually it was 10 months ago") == "10 months ago"
+    assert correction("Actually she has lupus") is None
+    # a correction re-answers the question answered before, when its form fits
+    assert bound_question(Turn("sorry, 10 months ago", 0, lab_q, previous=date_q)) == date_q
+    assert bound_question(Turn("sorry, 1:640", 0, lab_q, previous=date_q)) == lab_q
+
+
+def test_transcript_round_trip_keeps_questions_and_text():
+    msgs = [{"role": "user", "text": "Woman, 40, lupus.\n\n  indented line\nA: not an answer", "answered": None},
+            {"role": "assistant", "text": "reply"},
+            {"role": "user", "text": "No", "answered": {"key": "condition:lupus nephritis",
+                                                       "text": "Does she have lupus nephritis?", "weight": 2}},
+            {"role": "user", "text": "free text", "answered": {"key": "lab:ana", "text": "What was her ANA [titre]?"}}]
+    text = render_transcript(msgs)
+    assert "Q: Does she have lupus nephritis? [condition:lupus nephritis]\nA: No" in text
+    back = parse_transcript(text)
+    assert [m["text"] for m in back] == [msgs[0]["text"], "No", "free text"]
+    assert [m["answered"] for m in back] == [None, {"key": "condition:lupus nephritis",
+                                                   "text": "Does she have lupus nephritis?"},
+                                             {"key": "lab:ana", "text": "What was her ANA [titre]?"}]
+    assert transcript_text(back) == transcript_text(msgs)
+    assert parse_transcript("A plain description of a patient.") is None
+
+
+def test_profile_json_says_which_turn_stated_each_fact(extract):
+    msgs = add_turn([], "45-year-old woman with lupus.", None, extract)
+    msgs = add_turn(msgs, "Her UPCR is 2.1 g/g.", None, extract)
+    data = annotate_turns(profile_to_dict(session_profile(msgs, extract)), msgs)
+    assert {c["concept"]: c["turn"] for c in data["conditions"]}.get("systemic lupus erythematosus") == 0
+    assert [lab["turn"] for lab in data["labs"] if lab["name"] == "upcr"] == [1]
+    assert data["age_turn"] == 0
+
+
+def test_a_bare_class_qualifies_the_asked_condition_and_is_its_evidence(extract):
+    msgs = add_turn([], "45-year-old woman with lupus nephritis.", None, extract)
+    msgs = add_turn(msgs, "it was class III and V", q("condition_detail:lupus nephritis"), extract)
+    text = transcript_text(msgs)
+    ln = [c for c in session_profile(msgs, extract).conditions if c.concept == "lupus nephritis"]
+    assert ln and ln[0].qualifier == "class III+V"
+    assert text[ln[0].span.start:ln[0].span.end] == "class III and V"  # the evidence is the answer itself
+    assert is_bare_answer("IV") and not is_bare_answer("I have lupus")
