@@ -116,18 +116,6 @@ def _distance(trial: TrialRecord, filters: Filters) -> float | None:
     return round(d, 1) if d is not None else None
 
 
-def match_text(services: Any, text: str, *, top_k: int = 10, filters: dict[str, Any] | Filters | None = None,
-               statuses: Sequence[str] | None = None) -> MatchResult:
-    """Deprecated spelling of ``services.match(text, filters, top_k=...)``."""
-    return services.match(text, filters, top_k=top_k)
-
-
-def runtime_match(services: Any, profile: PatientProfile, *, filters: Filters, top_k: int,
-                  asked: frozenset[str] = frozenset()) -> MatchResult:
-    """Deprecated spelling of ``services.match(profile, filters, top_k=..., asked=...)``."""
-    return services.match(profile, filters, top_k=top_k, asked=asked)
-
-
 # --------------------------------------------------------------------------- serialization
 
 

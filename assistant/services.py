@@ -33,7 +33,7 @@ from assistant.snapshot import CorpusSnapshot, file_lock, snapshot_key
 from models.db import create_schema, make_engine, make_session_factory
 from models.domain import MatchResult, ParsedCriterion, PatientProfile
 from models.repository import PARSER_VERSION_KEY, TrialRepository
-from models.workflow import KeyRepository, ReferralRepository, SessionRepository
+from models.workflow import KeyRepository, ReferralRecord, ReferralRepository, SessionRepository, SessionState
 
 logger = logging.getLogger(__name__)
 BUNDLED_LOAD_KEY = "bundled_load"  # "started" while the first load of the bundled trials runs, then "done"
@@ -60,6 +60,14 @@ class LoadState:
     done: int = 0
     total: int = 0
     error: str | None = None
+
+
+@dataclass(frozen=True)
+class ChatTurn:
+    messages: tuple[dict[str, Any], ...]  # the stored transcript, this turn's reply last
+    result: MatchResult
+    reply: str
+    next_question: dict[str, Any] | None
 
 
 class Services:
@@ -177,6 +185,38 @@ class Services:
         return match_profile(profile, snapshot=self.snapshot(), filters=filters,
                              top_k=int(top_k if top_k is not None else self.settings.TOP_K), asked=asked,
                              **{**self.match_parameters(), **overrides})
+
+    def chat_turn(self, state: SessionState, text: str, filters: Filters | None = None, *,
+                  top_k: int | None = None) -> ChatTurn:
+        """One chat message: read only the new text (bound to the pending question by the rule in
+        :mod:`assistant.chat`), merge it into the session's facts, match, choose the next question, store the
+        turn. Raises :class:`NotReady` before the first snapshot (nothing is stored then)."""
+        from assistant import chat
+        from assistant.service import question_to_dict
+
+        messages = chat.add_turn(state.messages, text, state.pending_question, self.extract)
+        profile = chat.session_profile(messages, self.extract)
+        result = self.match(profile, filters, top_k=top_k, asked=frozenset(state.asked))
+        question = chat.next_question(result, state.asked)
+        reply = chat.reply_text(result, question)
+        messages.append({"role": "assistant", "text": reply})
+        asked = list(state.asked) + ([question.key] if question else [])
+        pending = question_to_dict(question) if question else None
+        ttl = dt.timedelta(minutes=int(self.settings.SESSION_TTL_MINUTES))
+        self.sessions.save_turn(state.id, messages, asked, pending, ttl)
+        return ChatTurn(tuple(messages), result, reply, pending)
+
+    def reevaluate(self, referral: ReferralRecord) -> MatchResult | None:
+        """A referral's patient against the current version of its trial (None when the trial is gone).
+        A chat transcript is read turn by turn, as the chat read it; plain text is extracted as a whole."""
+        from assistant import chat
+
+        snap = self.snapshot()
+        if referral.nct_id not in snap.trials:
+            return None
+        messages = chat.parse_transcript(referral.patient_text) if referral.session_id else None
+        profile = chat.session_profile(messages, self.extract) if messages else self.extract(referral.patient_text)
+        return self.match(profile, Filters(nct_ids=frozenset({referral.nct_id})), top_k=1)
 
     def match_parameters(self) -> dict[str, Any]:
         """The collaborators and settings :func:`assistant.service.match_profile` takes."""

@@ -15,12 +15,10 @@ from typing import Any, Callable
 from flask import Blueprint, current_app, g, jsonify, request
 
 from assistant import chat
-from assistant.matching.filters import Filters
 from assistant.service import (
     match_result_to_dict,
     match_to_dict,
     profile_to_dict,
-    question_to_dict,
 )
 from assistant.web import schemas
 from assistant.web.errors import APIError
@@ -183,20 +181,11 @@ def post_message(session_id: str):  # type: ignore[no-untyped-def]
     total = sum(len(m["text"]) for m in state.messages if m.get("role") == "user") + len(body.text)
     if total > int(rt.settings["MAX_TEXT_CHARS"]) * 2:
         raise APIError("session_too_long", "this conversation is too long; please start a new session", 413)
-    # only the new message is read; earlier turns' facts are kept in the session (chat module docstring)
-    messages = chat.add_turn(state.messages, body.text, state.pending_question, rt.extract)
-    profile = chat.session_profile(messages, rt.extract)
-    result = rt.match(profile, body.filters, top_k=body.top_k, asked=frozenset(state.asked))
-    question = chat.next_question(result, state.asked)
-    reply = chat.reply_text(result, question)
-    messages.append({"role": "assistant", "text": reply})
-    asked = list(state.asked) + ([question.key] if question else [])
-    pending = question_to_dict(question) if question else None
-    rt.sessions.save_turn(session_id, messages, asked, pending, _ttl())
-    data = match_result_to_dict(result)
-    profile_data = chat.annotate_turns(data["profile"], messages)  # each fact says which turn stated it
-    return jsonify({"session_id": session_id, "reply": reply, "profile": profile_data, "matches": data["matches"],
-                    "questions": data["questions"], "next_question": pending})
+    turn = rt.chat_turn(state, body.text, body.filters, top_k=body.top_k)
+    data = match_result_to_dict(turn.result)
+    profile_data = chat.annotate_turns(data["profile"], list(turn.messages))  # each fact: which turn stated it
+    return jsonify({"session_id": session_id, "reply": turn.reply, "profile": profile_data,
+                    "matches": data["matches"], "questions": data["questions"], "next_question": turn.next_question})
 
 
 # --------------------------------------------------------------------------- referrals
@@ -329,17 +318,11 @@ def get_referral(referral_id: int):  # type: ignore[no-untyped-def]
         raise APIError("referral_not_found", f"no referral {referral_id}", 404) from None
     out = _referral_dict(ref, with_events=True)
     out["patient_text"] = ref.patient_text
-    try:
-        rt.repo.get(ref.nct_id)
-    except TrialNotFound:
+    result = rt.reevaluate(ref)  # against the current version of the trial
+    if result is None:
         out["evaluation"] = None
         return jsonify(out)
-    # a chat transcript is read turn by turn, as the chat read it; plain text is extracted as a whole
-    messages = chat.parse_transcript(ref.patient_text) if ref.session_id else None
-    profile = chat.session_profile(messages, rt.extract) if messages else rt.extract(ref.patient_text)
-    # re-computed against the current version of the trial
-    result = rt.match(profile, Filters(nct_ids=frozenset({ref.nct_id})), top_k=1)
-    out["profile"] = profile_to_dict(profile)
+    out["profile"] = profile_to_dict(result.profile)
     out["evaluation"] = match_to_dict(result.matches[0]) if result.matches else None
     return jsonify(out)
 

@@ -1,6 +1,6 @@
 """Whole-service ranking on a small corpus: who should, and who must not, be shown the two seed trials.
 
-Goes through ``assistant.service.match_text`` (the function behind ``POST /api/v1/match``) with the
+Goes through ``Services.match`` (the call behind ``POST /api/v1/match``) with the
 default status filter (``filters=None`` -> the configured DEFAULT_STATUSES), on the seed trials plus
 ``tests/fixtures/studies_small.jsonl``.
 
@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import pytest
 
-from assistant.service import match_text
 from models.domain import TrialLabel
 
 AZD = "NCT06897930"  # AZD0120 CD19/BCMA CAR-T, refractory SLE
@@ -71,14 +70,14 @@ def test_corpus_holds_both_seeds(small_runtime):
 
 @pytest.mark.parametrize("text", MUST_NOT_SEE)
 def test_unrelated_patient_is_not_offered_a_seed_trial(text, small_runtime):
-    result = match_text(small_runtime, text, top_k=10, filters=None)
+    result = small_runtime.match(text, None, top_k=10)
     offered = [m for m in result.matches[:3] if m.nct_id in SEED_IDS and m.label is not TrialLabel.INELIGIBLE]
     assert not offered, _summary(result)
 
 
 @pytest.mark.parametrize("text,wanted", SHOULD_SEE)
 def test_seed_population_patient_sees_a_seed_trial(text, wanted, small_runtime):
-    result = match_text(small_runtime, text, top_k=10, filters=None)
+    result = small_runtime.match(text, None, top_k=10)
     top5 = [m for m in result.matches[:5] if m.nct_id in wanted]
     assert top5, _summary(result)
     assert any(m.label is not TrialLabel.INELIGIBLE for m in top5), _summary(result)
