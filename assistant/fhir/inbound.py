@@ -121,6 +121,8 @@ def validate_bundle(bundle: dict[str, Any]) -> None:
         get_fhir_model_class("Bundle").model_validate(bundle)
     except ValidationError as exc:
         raise BundleError("invalid_bundle", _validation_message(exc)) from None
+    except (KeyError, ValueError, TypeError):  # the models' own lookups on malformed nested resources
+        raise BundleError("invalid_bundle", "the Bundle is not a valid FHIR R4 Bundle") from None
     if not any(_resources(bundle, "Patient")) and not any(
             r.get("resourceType") in READ_TYPES for r in _all_resources(bundle)):
         raise BundleError("no_patient_data", "the Bundle holds no Patient, Condition, Observation, Procedure or "
@@ -135,7 +137,7 @@ def _known_type(name: str) -> bool:
 
     try:
         get_fhir_model_class(name)
-    except KeyError:
+    except (KeyError, ValueError):
         return False
     return True
 
