@@ -102,7 +102,7 @@ def validate_bundle(bundle: dict[str, Any]) -> None:
     kind = bundle.get("resourceType")
     if kind != "Bundle":
         raise BundleError("not_a_bundle", f"expected a Bundle resource, got {_short(kind)!s}")
-    if bundle.get("type") not in BUNDLE_TYPES:
+    if not isinstance(bundle.get("type"), str) or bundle["type"] not in BUNDLE_TYPES:
         raise BundleError("invalid_bundle", f"Bundle.type must be one of {', '.join(sorted(BUNDLE_TYPES))}")
     entries = bundle.get("entry", [])
     if not isinstance(entries, list):

@@ -35,10 +35,11 @@ def fhir_response(body: dict[str, Any], status: int = 200) -> Response:
 
 
 def wants_fhir(req: Request) -> bool:
-    """``Accept: application/fhir+json`` preferred over plain JSON."""
-    accept = req.accept_mimetypes
-    return accept[FHIR_JSON] > 0 and accept[FHIR_JSON] >= accept["application/json"] and accept.best_match(
-        [FHIR_JSON, "application/json"]) == FHIR_JSON
+    """``Accept`` names application/fhir+json, at least as high as application/json (``*/*`` alone: plain JSON)."""
+    named = {}
+    for mimetype, quality in req.accept_mimetypes:
+        named[mimetype] = max(quality, named.get(mimetype, 0))
+    return named.get(FHIR_JSON, 0) > 0 and named[FHIR_JSON] >= named.get("application/json", 0)
 
 
 def result_bundle(runtime: Any, result: MatchResult) -> Response:

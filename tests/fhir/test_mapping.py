@@ -117,6 +117,9 @@ def test_membranous_nephropathy_display_fallbacks(readers):
 @pytest.mark.parametrize("mutate,code", [
     (lambda b: b.update(resourceType="Patient"), "not_a_bundle"),
     (lambda b: b.update(type="document"), "invalid_bundle"),
+    (lambda b: b.update(type={}), "invalid_bundle"),
+    (lambda b: b["entry"].append("Patient"), "invalid_bundle"),
+    (lambda b: b["entry"].append({"resource": "Patient"}), "invalid_bundle"),
     (lambda b: b.update(entry={"resource": {}}), "invalid_bundle"),
     (lambda b: b["entry"][1]["resource"].update(resourceType="Illness"), "invalid_bundle"),
     (lambda b: b["entry"][1]["resource"].update(onsetDateTime="last spring"), "invalid_bundle"),

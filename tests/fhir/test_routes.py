@@ -131,8 +131,10 @@ def test_accept_fhir_on_the_text_route(fhir_client):
     body = resp.get_json(force=True)
     Bundle.model_validate(body)
     assert "NCT06897930" in studies(body)
-    plain = fhir_client.post("/api/v1/match", json={"text": TEXTS["sle_refractory.json"], "top_k": 3})
-    assert plain.mimetype == "application/json" and "matches" in plain.get_json()
+    for accept in (None, "*/*", "application/json", "application/json, application/fhir+json;q=0.5"):
+        plain = fhir_client.post("/api/v1/match", json={"text": TEXTS["sle_refractory.json"], "top_k": 3},
+                                 headers={"Accept": accept} if accept else {})
+        assert plain.mimetype == "application/json" and "matches" in plain.get_json(), accept
 
 
 @pytest.mark.parametrize("kwargs,status,code", [
