@@ -165,3 +165,15 @@ def test_validation_errors_do_not_echo_patient_values(fhir_client):
     resp = fhir_client.post("/api/v1/fhir/match", json=load_bundle("bad_bundle.json"))
     text = resp.get_data(as_text=True)
     assert "birthDate" in text and "1980-02-30" not in text and "lupus" not in text
+
+
+def test_fhir_routes_are_rate_limited(tmp_path, nlp, studies_file):
+    from tests.conftest import make_test_app
+
+    app = make_test_app(tmp_path, nlp, studies_file, RATE_LIMIT="2 per minute")
+    client = app.test_client()
+    bad = {"resourceType": "Patient"}  # answered fast; the limit counts every request
+    for url in ("/api/v1/fhir/match", "/getClinicalTrial"):
+        codes = [client.post(url, json=bad).status_code for _ in range(3)]
+        assert codes == [400, 400, 429], (url, codes)
+    app.extensions["trialmatch"].engine.dispose()
