@@ -438,19 +438,39 @@ def _observation(readers: Readers, resource: Mapping[str, Any], summary: _Summar
         if marker is not None:
             _marker(readers, marker, value, summary, source, days, out)
         return
-    lab = next((terms.labs[c] for c in codes if c in terms.labs), None)
-    if lab is None:
+    if not any(c in terms.labs for c in codes):
         marker = terms.marker(display)
         if marker is not None:
             _marker(readers, marker, value, summary, source, days, out)
             return
-        names = readers.lab_names_in(display) if display else ()
-        lab = names[0] if names else None
-    if lab is None:
+    lab = _lab_key(readers, resource.get("code"))
+    components = resource.get("component", []) or []
+    if lab is not None and not (components and value == _Value()):
+        _add_lab(readers, lab, resource, value, summary, source, days, out)
         return
+    for component in components:  # a panel: blood pressure 8480-6 + 8462-4
+        lab = _lab_key(readers, component.get("code")) if isinstance(component, dict) else None
+        if lab is not None:
+            _add_lab(readers, lab, component, _value(terms, component), summary, source, days, out)
+
+
+def _lab_key(readers: Readers, concept: Any) -> str | None:
+    """The canonical lab a code names: the LOINC table, else a lab name in the display text."""
+    found = next((readers.terms.labs[c] for c in _loinc_codes(concept, readers.terms) if c in readers.terms.labs),
+                 None)
+    if found is None:
+        display = _concept_text(concept)
+        names = readers.lab_names_in(display) if display else ()
+        found = names[0] if names else None
+    return found
+
+
+def _add_lab(readers: Readers, lab: str, holder: Mapping[str, Any], value: _Value, summary: _Summary, source: str,
+             days: float | None, out: _Observed) -> None:
     if lab == "ecog" and value.value is None:
-        grade = next((terms.ecog_answers[str(c.get("code"))] for c in _codings(resource.get("valueCodeableConcept"))
-                      if str(c.get("code")) in terms.ecog_answers), None)
+        grade = next((readers.terms.ecog_answers[str(c.get("code"))]
+                      for c in _codings(holder.get("valueCodeableConcept"))
+                      if str(c.get("code")) in readers.terms.ecog_answers), None)
         value = _Value(float(grade)) if grade is not None else value
     if value.value is None and value.polarity is None:
         return

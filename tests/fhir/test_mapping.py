@@ -46,6 +46,7 @@ def test_lupus_nephritis_bundle(readers):
     assert (labs["upcr"].value, labs["upcr"].normalized_value, labs["upcr"].normalized_unit) == (2.4, 2.4, "g/g")
     assert labs["egfr"].normalized_unit == "mL/min/1.73m2"  # UCUM mL/min/{1.73_m2}
     assert labs["anti_dsdna"].polarity == "positive" and labs["anti_dsdna"].value is None
+    assert (labs["sbp"].value, labs["dbp"].value, labs["sbp"].span.source) == (138, 86, "Observation/bp")  # a panel
     t = {f.name: f for f in p.therapies}
     assert t["mycophenolate mofetil"].status == "prior" and t["mycophenolate mofetil"].response == "failed"
     assert t["mycophenolate mofetil"].days_ago == 120  # stopped: dated by its end
@@ -132,3 +133,25 @@ def test_invalid_bundles_are_rejected_with_a_stable_code(mutate, code):
     with pytest.raises(BundleError) as err:
         validate_bundle(bundle)
     assert err.value.code == code
+
+
+@pytest.mark.parametrize("edit,message", [
+    (lambda d: d["conditions"].update({"SNOMED|1": "no such disease"}), "lexicon concept"),
+    (lambda d: d["drugs"].update({"RXNORM|1": "no such drug"}), "lexicon drug"),
+    (lambda d: d["labs"].update({"1-1": "no_such_lab"}), "not a lab"),
+    (lambda d: d["values"].update({"SNOMED|1": "maybe"}), "unknown polarities"),
+    (lambda d: d["markers"].update({"x": {"words": ["X"], "receptor": "KRAS"}}), "receptor must be"),
+    (lambda d: d.update(colour="red"), "unknown keys"),
+])
+def test_code_tables_are_validated_on_load(fhir_app, edit, message):
+    import json
+
+    from assistant.fhir.terms import DEFAULT_PATH, FhirTermsError, parse_terms
+    from nlp.components.measurements import load_lab_rules
+
+    data = json.loads(DEFAULT_PATH.read_text(encoding="utf-8"))
+    lexicon, labs = fhir_app.extensions["trialmatch"].lexicon, frozenset(load_lab_rules().labs)
+    parse_terms(copy.deepcopy(data), lexicon, labs)  # the shipped tables are valid
+    edit(data)
+    with pytest.raises(FhirTermsError, match=message):
+        parse_terms(data, lexicon, labs)

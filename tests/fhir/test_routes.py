@@ -148,6 +148,8 @@ def test_accept_fhir_on_the_text_route(fhir_client):
     ({"data": "{not json", "content_type": "application/fhir+json"}, 400, "malformed_json"),
     ({"data": "", "content_type": "application/json"}, 400, "missing_bundle"),
     ({"data": "<Bundle/>", "content_type": "application/fhir+xml"}, 415, "unsupported_media_type"),
+    ({"data": '{"resourceType": "Bundle", "type": "collection", "entry": [' + '{"resource": {"resourceType": '
+      '"Basic", "id": "x"}},' * 9000 + ']}', "content_type": "application/json"}, 413, "payload_too_large"),
 ])
 def test_bad_requests_get_an_operation_outcome(fhir_client, kwargs, status, code):
     for url in ("/api/v1/fhir/match", "/getClinicalTrial"):
