@@ -487,10 +487,11 @@ def _lab_fact(readers: Readers, lab: str, value: _Value, summary: _Summary, sour
     else:
         written, norm_value, norm_unit = f"{label} {value.polarity}", None, None
     span = summary.add("", written, ".", source)
+    polarity = value.polarity if value.polarity in ("positive", "negative", "low", "high") else None
+    if polarity == "high" and "titer" in (value.unit, norm_unit):  # an abnormal antibody titre is a positive test
+        polarity = "positive"
     return LabFact(name=lab, value=value.value, span=span, unit=value.unit, comparator=value.comparator,
-                   normalized_value=norm_value, normalized_unit=norm_unit,
-                   polarity=value.polarity if value.polarity in ("positive", "negative", "low", "high") else None,
-                   days_ago=days)
+                   normalized_value=norm_value, normalized_unit=norm_unit, polarity=polarity, days_ago=days)
 
 
 def _marker(readers: Readers, marker: Marker, value: _Value, summary: _Summary, source: str,

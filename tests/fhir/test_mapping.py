@@ -55,6 +55,15 @@ def test_lupus_nephritis_bundle(readers):
     assert t["prednisone"].status == "current" and t["prednisone"].prednisone_eq_mg_day == 10.0
 
 
+def test_sle_bundle_titre_score_and_failed_therapies(readers):
+    p = profile_of("sle_refractory.json", readers)
+    labs = {f.name: f for f in p.labs}
+    assert (labs["ana"].value, labs["ana"].unit, labs["ana"].polarity) == (320, "titer", "positive")  # H on a titre
+    assert labs["sledai_2k"].value == 12  # uncoded: the lab named in the display text
+    assert {t.name: t.response for t in p.therapies if t.status == "prior"} == {
+        "mycophenolate mofetil": "failed", "azathioprine": "failed"}
+
+
 def test_refuted_resolved_and_entered_in_error(readers):
     facts = by_concept(profile_of("refuted_resolved.json", readers))
     assert facts["tuberculosis"].context.negated
