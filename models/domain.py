@@ -127,14 +127,22 @@ class TrialRecord:
 
 @dataclass(frozen=True, slots=True)
 class Span:
-    """Character span of evidence in the text it was read from (end exclusive)."""
+    """Character span of evidence in the text it was read from (end exclusive).
+
+    ``source`` is the record the fact was coded in when it came from structured data (a FHIR resource
+    reference such as "Condition/abc"); None for facts read from free text.
+    """
 
     start: int
     end: int
     text: str
+    source: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"start": self.start, "end": self.end, "text": self.text}
+        out: dict[str, Any] = {"start": self.start, "end": self.end, "text": self.text}
+        if self.source is not None:
+            out["source"] = self.source
+        return out
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,7 +20,7 @@ from assistant.service import (
     match_to_dict,
     profile_to_dict,
 )
-from assistant.web import schemas
+from assistant.web import fhir, schemas
 from assistant.web.errors import APIError
 from models.repository import TrialNotFound, content_hash
 from models.workflow import REFERRAL_STATUSES, NotFound, Principal, check_team
@@ -107,6 +107,8 @@ def match():  # type: ignore[no-untyped-def]
     req = schemas.parse_match_request(request, runtime().settings)
     rt = runtime()
     result = rt.match(req.text, req.filters, top_k=req.top_k)
+    if fhir.wants_fhir(request):  # Accept: application/fhir+json -> a searchset Bundle of ResearchStudy
+        return fhir.result_bundle(rt, result)
     return jsonify(match_result_to_dict(result))
 
 

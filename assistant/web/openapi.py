@@ -21,6 +21,34 @@ def _errors(*codes: int) -> dict[str, Any]:
     return {str(c): _json(_ref("Error"), text[c]) for c in codes}
 
 
+def _fhir(name: str, description: str = "OK") -> dict[str, Any]:
+    return {"description": description, "content": {"application/fhir+json": {"schema": _ref(name)}}}
+
+
+def _fhir_errors(*codes: int) -> dict[str, Any]:
+    text = {400: "Invalid Bundle or request (OperationOutcome)", 413: "Body too large", 415: "Not JSON"}
+    return {str(c): _fhir("OperationOutcome", text[c]) for c in codes}
+
+
+FHIR_EXAMPLE = {"patientData": {"resourceType": "Bundle", "type": "collection", "entry": [
+    {"resource": {"resourceType": "Patient", "id": "p1", "gender": "female", "birthDate": "1984-05-01"}},
+    {"resource": {"resourceType": "Condition", "id": "c1", "subject": {"reference": "Patient/p1"},
+                  "code": {"coding": [{"system": "http://snomed.info/sct", "code": "55464009",
+                                       "display": "Systemic lupus erythematosus"}]}}},
+    {"resource": {"resourceType": "MedicationStatement", "id": "m1", "status": "stopped",
+                  "subject": {"reference": "Patient/p1"}, "statusReason": [{"text": "treatment failure"}],
+                  "medicationCodeableConcept": {"text": "mycophenolate mofetil"}}}]}, "top_k": 3}
+
+
+def _fhir_match(operation_id: str, summary: str) -> dict[str, Any]:
+    media = {"schema": _ref("FhirMatchRequest"), "example": FHIR_EXAMPLE}
+    return {"post": {"operationId": operation_id, "summary": summary,
+                     "requestBody": {"required": True, "content": {"application/fhir+json": media,
+                                                                   "application/json": media}},
+                     "responses": {"200": _fhir("SearchsetBundle"), **_fhir_errors(400, 413, 415),
+                                   **_errors(429)}}}
+
+
 def _body(name: str) -> dict[str, Any]:
     return {"required": True, "content": {"application/json": {"schema": _ref(name)}}}
 
@@ -60,7 +88,26 @@ SCHEMAS: dict[str, Any] = {
         "top_k": {"type": "integer", "minimum": 1, "maximum": 50},
         "filters": _ref("Filters")}},
     "Evidence": {"type": "object", "required": ["start", "end", "text"], "properties": {
-        "start": {"type": "integer"}, "end": {"type": "integer"}, "text": {"type": "string"}}},
+        "start": {"type": "integer"}, "end": {"type": "integer"}, "text": {"type": "string"},
+        "source": {"type": "string", "description": "the FHIR resource a coded fact came from (Condition/abc)"}}},
+    "FhirBundle": {"type": "object", "required": ["resourceType"], "description": "A FHIR R4 Bundle "
+                   "(transaction, collection or searchset) of Patient, Condition, Observation, Procedure and "
+                   "Medication* resources; see docs/fhir.md",
+                   "properties": {"resourceType": {"type": "string", "const": "Bundle"},
+                                  "type": {"type": "string", "enum": ["transaction", "collection", "searchset"]},
+                                  "entry": {"type": "array", "maxItems": 1000, "items": {"type": "object"}}}},
+    "FhirMatchRequest": {"oneOf": [
+        {"$ref": "#/components/schemas/FhirBundle"},
+        {"type": "object", "required": ["patientData"], "additionalProperties": False, "properties": {
+            "patientData": {"$ref": "#/components/schemas/FhirBundle"},
+            "top_k": {"type": "integer", "minimum": 1, "maximum": 50},
+            "filters": {"$ref": "#/components/schemas/Filters"}}}]},
+    "SearchsetBundle": {"type": "object", "required": ["resourceType", "type", "entry"], "properties": {
+        "resourceType": {"const": "Bundle"}, "type": {"const": "searchset"}, "total": {"type": "integer"},
+        "entry": {"type": "array", "items": {"type": "object", "required": ["resource", "search"]}}}},
+    "OperationOutcome": {"type": "object", "required": ["resourceType", "issue"], "properties": {
+        "resourceType": {"const": "OperationOutcome"}, "issue": {"type": "array", "minItems": 1, "items": {
+            "type": "object", "required": ["severity", "code"]}}}},
     "Criterion": {"type": "object", "required": ["kind", "text", "verdict", "reason", "evidence"], "properties": {
         "id": {"type": "string"}, "kind": {"type": "string", "enum": ["inclusion", "exclusion"]},
         "text": {"type": "string"},
@@ -133,7 +180,15 @@ def openapi_document() -> dict[str, Any]:
                                          "responses": {"200": _json({"type": "object"})}}},
         "/api/v1/match": {"post": {"operationId": "match", "summary": "Match a patient description",
                                    "requestBody": _body("MatchRequest"),
-                                   "responses": {"200": _json(_ref("MatchResult")), **_errors(400, 413, 415, 429)}}},
+                                   "responses": {"200": {**_json(_ref("MatchResult")), "content": {
+                                       "application/json": {"schema": _ref("MatchResult")},
+                                       "application/fhir+json": {"schema": _ref("SearchsetBundle")}},
+                                       "description": "OK (a searchset Bundle with Accept: application/fhir+json)"},
+                                       **_errors(400, 413, 415, 429)}}},
+        "/api/v1/fhir/match": _fhir_match("fhirMatch", "Match a FHIR R4 patient Bundle; answers a searchset "
+                                                       "Bundle of ResearchStudy"),
+        "/getClinicalTrial": _fhir_match("getClinicalTrial", "Alias of /api/v1/fhir/match (the "
+                                                             "clinical-trial-matching-service convention)"),
         "/api/v1/trials": {"get": {"operationId": "listTrials", "summary": "List trials", "parameters": [
             {"name": "q", **q, "schema": {"type": "string", "maxLength": 200}},
             {"name": "condition", **q, "schema": {"type": "string", "maxLength": 200}},
