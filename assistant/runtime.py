@@ -97,13 +97,13 @@ class Runtime:
 
         return build_pipeline(lexicon=self.lexicon)
 
-    def extract(self, text: str) -> PatientProfile:
+    def extract(self, text: str, deadline: float | None = None) -> PatientProfile:
         import datetime
 
         from nlp.profile import extract_profile
 
         # The rim reads the clock; the pipeline itself only ever sees the date handed to it.
-        return extract_profile(self.pipeline, text, reference_date=datetime.date.today())
+        return extract_profile(self.pipeline, text, reference_date=datetime.date.today(), deadline=deadline)
 
     def parse_criteria(self, texts: Sequence[str]) -> list[ParsedCriterion]:
         from nlp.criterion_parser import parse_criteria

@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import time
 from functools import wraps
 from typing import Any, Callable
 
@@ -40,6 +41,14 @@ def runtime():  # type: ignore[no-untyped-def]
 
 def limiter():  # type: ignore[no-untyped-def]
     return current_app.extensions["trialmatch_limiter"]
+
+
+def extractor() -> Callable[[str], Any]:
+    """``runtime().extract`` bounded by one deadline for the whole request (EXTRACTION_BUDGET_SECONDS; 0: none)."""
+    rt = runtime()
+    budget = float(rt.settings.get("EXTRACTION_BUDGET_SECONDS", 0) or 0)
+    deadline = time.monotonic() + budget if budget > 0 else None
+    return lambda text: rt.extract(text, deadline=deadline)
 
 
 def _presented_key() -> str:
@@ -105,7 +114,7 @@ def health():  # type: ignore[no-untyped-def]
 def match():  # type: ignore[no-untyped-def]
     req = schemas.parse_match_request(request, runtime().settings)
     rt = runtime()
-    profile = rt.extract(req.text)
+    profile = extractor()(req.text)
     result = runtime_match(rt, profile, filters=req.filters, top_k=req.top_k)
     return jsonify(match_result_to_dict(result))
 
@@ -182,7 +191,7 @@ def post_message(session_id: str):  # type: ignore[no-untyped-def]
     if total > int(rt.settings["MAX_TEXT_CHARS"]) * 2:
         raise APIError("session_too_long", "this conversation is too long; please start a new session", 413)
     messages = list(state.messages) + [{"role": "user", "text": body.text, "answered": state.pending_question}]
-    profile = chat.session_profile(messages, rt.extract)
+    profile = chat.session_profile(messages, extractor())
     result = runtime_match(rt, profile, filters=body.filters, top_k=body.top_k, asked=frozenset(state.asked))
     question = chat.next_question(result, state.asked)
     reply = chat.reply_text(result, question)
