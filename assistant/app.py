@@ -13,6 +13,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from assistant.services import Services
 from assistant.settings import load_settings
 from assistant.web.errors import register_error_handlers
+from models.workflow import purge_expired_data
 
 logger = logging.getLogger(__name__)
 
@@ -129,9 +130,10 @@ def _init_cors_and_headers(app: Flask, origins: list[str]) -> None:
         return response
 
 
-def _init_purge(app: Flask, runtime: Services, interval_seconds: float) -> None:
-    """Expired chat sessions are deleted (not hidden) by every worker at most once per interval: the purge runs
-    before the first request that finds it due (one DELETE on that request's thread), never twice at once."""
+def _init_purge(app: Flask, runtime: Services, interval_seconds: float, retention_days: float) -> None:
+    """Expired chat sessions and closed referrals past REFERRAL_RETENTION_DAYS are deleted (not hidden) by every
+    worker at most once per interval: the purge runs before the first request that finds it due (on that
+    request's thread), never twice at once."""
     lock = threading.Lock()
     state = {"next": 0.0}
 
@@ -142,11 +144,11 @@ def _init_purge(app: Flask, runtime: Services, interval_seconds: float) -> None:
             return None
         try:
             state["next"] = now + interval_seconds
-            n = runtime.sessions.purge_expired()
-            if n:
-                logger.info("purged %d expired chat sessions", n)
+            n = purge_expired_data(runtime.sessions, runtime.referrals, retention_days)
+            if n.sessions or n.referrals:
+                logger.info("purged %d expired chat sessions and %d closed referrals", n.sessions, n.referrals)
         except SQLAlchemyError:
-            logger.warning("purge of expired sessions failed; will retry", exc_info=True)
+            logger.warning("purge of expired data failed; will retry", exc_info=True)
         finally:
             lock.release()
         return None
@@ -202,7 +204,8 @@ def build_app(test_config: dict[str, Any] | None = None, *, services: Services |
 
     _init_limiter(app, settings)
     _init_cors_and_headers(app, list(settings["CORS_ORIGINS"]))
-    _init_purge(app, runtime, float(settings.get("PURGE_INTERVAL_SECONDS", 300)))
+    _init_purge(app, runtime, float(settings.get("PURGE_INTERVAL_SECONDS", 300)),
+                float(settings.get("REFERRAL_RETENTION_DAYS", 0)))
     if settings.PRELOAD:
         runtime.start()
     return app

@@ -256,9 +256,15 @@ def cmd_mcp(args: argparse.Namespace) -> int:
 
 
 def cmd_purge(args: argparse.Namespace) -> int:
-    """Delete expired chat sessions now (for cron; workers also do it on their own)."""
+    """Delete expired chat sessions and closed referrals past REFERRAL_RETENTION_DAYS now (for cron; workers
+    also do it on their own)."""
+    from models.workflow import purge_expired_data
+
     rt = _runtime(args)
-    print(f"deleted {rt.sessions.purge_expired()} expired chat sessions")
+    days = float(rt.settings.get("REFERRAL_RETENTION_DAYS", 0))
+    n = purge_expired_data(rt.sessions, rt.referrals, days)
+    kept = f"closed referrals older than {days:g} days" if days > 0 else "closed referrals (kept: retention 0)"
+    print(f"deleted {n.sessions} expired chat sessions and {n.referrals} {kept}")
     return 0
 
 
@@ -378,7 +384,8 @@ def build_parser() -> argparse.ArgumentParser:
                        "explain_match; resource trial://{nct_id}); needs the optional extra .[mcp]")
     p.set_defaults(func=cmd_mcp)
 
-    p = sub.add_parser("purge", help="delete expired chat sessions (their transcripts with them)")
+    p = sub.add_parser("purge", help="delete expired chat sessions (their transcripts with them) and closed "
+                       "referrals past REFERRAL_RETENTION_DAYS")
     p.set_defaults(func=cmd_purge)
 
     p = sub.add_parser("users", help="coordinator/admin API keys (stored hashed)")

@@ -24,7 +24,7 @@ def serve(settings: Any, debug: bool = False) -> int:
             self.cfg.set("bind", f"{host}:{port}")
             self.cfg.set("workers", int(settings["WORKERS"]))
             self.cfg.set("threads", int(settings["THREADS"]))
-            self.cfg.set("worker_class", "gthread")
+            self.cfg.set("worker_class", "assistant.gunicorn_worker.JSONErrorWorker")  # gthread, JSON errors
             self.cfg.set("timeout", 120)
             self.cfg.set("accesslog", None)  # URLs carry no patient text, but keep the log quiet by default
             # gunicorn's own limits sit above the app's (assistant.app.EDGE_LIMITS), so an over-long URL or

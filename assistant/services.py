@@ -153,11 +153,18 @@ class Services:
 
     # ------------------------------------------------------------------ NLP
 
-    def extract(self, text: str) -> PatientProfile:
+    def extract(self, text: str, deadline: float | None = None) -> PatientProfile:
+        """The profile of ``text``. Past ``deadline`` (a ``time.monotonic()`` value) the pipeline stops between
+        two steps with ``ExtractionBudgetExceeded``."""
         from nlp.profile import extract_profile
 
         # The rim reads the clock; the pipeline itself only ever sees the date handed to it.
-        return extract_profile(self.pipeline, text, reference_date=self.clock())
+        return extract_profile(self.pipeline, text, reference_date=self.clock(), deadline=deadline)
+
+    def extraction_deadline(self) -> float | None:
+        """The deadline of one request's text reading (EXTRACTION_BUDGET_SECONDS from now; 0: none)."""
+        budget = float(self.settings.EXTRACTION_BUDGET_SECONDS)
+        return time.monotonic() + budget if budget > 0 else None
 
     def parse_criteria(self, texts: Sequence[str]) -> list[ParsedCriterion]:
         from nlp.criterion_parser import parse_criteria
@@ -170,7 +177,8 @@ class Services:
     # ------------------------------------------------------------------ facade
 
     def match(self, patient: str | PatientProfile, filters: Filters | dict[str, Any] | None = None, *,
-              top_k: int | None = None, asked: frozenset[str] = frozenset(), **overrides: Any) -> MatchResult:
+              top_k: int | None = None, asked: frozenset[str] = frozenset(), deadline: float | None = None,
+              **overrides: Any) -> MatchResult:
         """Match a description (or an already extracted profile) against the current snapshot.
 
         ``overrides`` replace matching parameters for one call (evaluation: ``candidate_depth``,
@@ -181,21 +189,25 @@ class Services:
 
         if not isinstance(filters, Filters):
             filters = parse_filters(filters or {}, default_statuses=self.settings.DEFAULT_STATUSES)
-        profile = self.extract(patient) if isinstance(patient, str) else patient
+        profile = self.extract(patient, deadline) if isinstance(patient, str) else patient
         return match_profile(profile, snapshot=self.snapshot(), filters=filters,
                              top_k=int(top_k if top_k is not None else self.settings.TOP_K), asked=asked,
                              **{**self.match_parameters(), **overrides})
 
     def chat_turn(self, state: SessionState, text: str, filters: Filters | None = None, *,
-                  top_k: int | None = None) -> ChatTurn:
+                  top_k: int | None = None, deadline: float | None = None) -> ChatTurn:
         """One chat message: read only the new text (bound to the pending question by the rule in
         :mod:`assistant.chat`), merge it into the session's facts, match, choose the next question, store the
-        turn. Raises :class:`NotReady` before the first snapshot (nothing is stored then)."""
+        turn. Raises :class:`NotReady` before the first snapshot and ``ExtractionBudgetExceeded`` past
+        ``deadline`` (nothing is stored then)."""
         from assistant import chat
         from assistant.service import question_to_dict
 
-        messages = chat.add_turn(state.messages, text, state.pending_question, self.extract)
-        profile = chat.session_profile(messages, self.extract)
+        def extract(t: str) -> PatientProfile:
+            return self.extract(t, deadline)
+
+        messages = chat.add_turn(state.messages, text, state.pending_question, extract)
+        profile = chat.session_profile(messages, extract)
         result = self.match(profile, filters, top_k=top_k, asked=frozenset(state.asked))
         question = chat.next_question(result, state.asked)
         reply = chat.reply_text(result, question)

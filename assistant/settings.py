@@ -52,8 +52,10 @@ class Settings(Mapping[str, Any]):
     SNAPSHOT_DECODED_MAX: int
     # service
     MAX_TEXT_CHARS: int
+    EXTRACTION_BUDGET_SECONDS: float
     SESSION_TTL_MINUTES: int
     PURGE_INTERVAL_SECONDS: float
+    REFERRAL_RETENTION_DAYS: float
     CORS_ORIGINS: list[str]
     RATE_LIMIT: str
     RATE_LIMIT_STORAGE_URL: str

@@ -386,3 +386,15 @@ def parsed_from_dict(text: str, data: dict[str, Any]) -> ParsedCriterion:
     return ParsedCriterion(text=text, logic=data.get("logic", "all"), parsed=bool(data.get("parsed")),
                            requirements=tuple(requirement_from_dict(r) for r in data.get("requirements", ())),
                            guards=tuple(requirement_from_dict(r) for r in data.get("guards", ())))
+
+
+class ExtractionBudgetExceeded(RuntimeError):
+    """The pipeline passed its deadline: the text is too long or too costly to read within the budget.
+
+    ``stage`` names the step that was due next (a pipeline component, or "profile"); no text is carried.
+    """
+
+    def __init__(self, stage: str, chars: int) -> None:
+        super().__init__(f"extraction budget exceeded before {stage} ({chars} characters)")
+        self.stage = stage
+        self.chars = chars

@@ -19,6 +19,8 @@ from models.referral import DEFAULT_TEAM, ApiKey, Referral, ReferralEvent
 from models.session import ChatSession
 
 REFERRAL_STATUSES = ("new", "in_review", "contacted", "enrolled", "not_eligible")
+# final statuses: a referral in one of them is erased REFERRAL_RETENTION_DAYS after its last change
+CLOSED_STATUSES = ("enrolled", "not_eligible")
 ROLES = ("coordinator", "admin")
 
 
@@ -219,6 +221,18 @@ class ReferralRepository:
                 raise NotFound(str(referral_id))
             s.delete(row)
 
+    def purge_closed(self, older_than: dt.timedelta) -> int:
+        """Erase closed referrals (CLOSED_STATUSES) last changed more than ``older_than`` ago, with their
+        audit trail (its notes may quote the patient); returns how many referrals went."""
+        cutoff = utcnow() - older_than
+        with self.session_factory.begin() as s:
+            ids = select(Referral.id).where(Referral.status.in_(CLOSED_STATUSES), Referral.updated_at < cutoff)
+            s.execute(delete(ReferralEvent).where(ReferralEvent.referral_id.in_(ids)))
+            n = s.execute(delete(Referral).where(Referral.id.in_(ids))).rowcount
+        if n:
+            _checkpoint(self.session_factory)
+        return n
+
     def flag_changed_trials(self, changed_hashes: dict[str, str]) -> int:
         """Mark open referrals whose trial content changed (data refresh); audit each flag."""
         flagged = 0
@@ -232,6 +246,22 @@ class ReferralRepository:
                                                     note="trial record changed; verdicts re-computed on open"))
                     flagged += 1
         return flagged
+
+
+@dataclass(frozen=True, slots=True)
+class PurgeCounts:
+    sessions: int
+    referrals: int
+
+
+def purge_expired_data(sessions: SessionRepository, referrals: ReferralRepository,
+                       referral_retention_days: float) -> PurgeCounts:
+    """The retention rules in one place (scheduled purge in each worker and ``trialmatch purge``): expired chat
+    sessions go; closed referrals go ``referral_retention_days`` after their last change (0: kept)."""
+    n_sessions = sessions.purge_expired()
+    n_referrals = (referrals.purge_closed(dt.timedelta(days=referral_retention_days))
+                   if referral_retention_days > 0 else 0)
+    return PurgeCounts(n_sessions, n_referrals)
 
 
 TEAM_MAX_LEN = 64

@@ -271,27 +271,41 @@ def doc_to_profile(doc: Doc, equivalence: dict[str, float] | None = None) -> Pat
     )
 
 
-def extract_profile(nlp: Language, text: str, reference_date: datetime.date | None = None) -> PatientProfile:
+def extract_profile(nlp: Language, text: str, reference_date: datetime.date | None = None,
+                    deadline: float | None = None) -> PatientProfile:
     """Run the pipeline on (at most MAX_TEXT_CHARS of) ``text`` and build the profile.
 
     ``reference_date`` is the day the description was written: calendar dates ("in 2019",
     "in March 2020") become days ago against it. Without it they stay undated; nothing
     here reads the clock (callers at the edge pass ``datetime.date.today()``).
+
+    ``deadline`` (a ``time.monotonic()`` value) bounds the work: the components run one by one and
+    ``ExtractionBudgetExceeded`` is raised before the next step once it has passed. A component is
+    never interrupted, so one step may overrun the deadline by its own running time.
     """
+    import time
+
+    from models.domain import ExtractionBudgetExceeded
+
     lexicon = getattr(nlp.get_pipe("ctm_terminology"), "lexicon", None)
     equivalence = lexicon.prednisone_equivalence() if lexicon is not None and hasattr(
         lexicon, "prednisone_equivalence") else {}
     from nlp.pipeline import safe_text
 
+    def check(stage: str) -> None:
+        if deadline is not None and time.monotonic() > deadline:
+            raise ExtractionBudgetExceeded(stage, len(text))
+
     text = text[:MAX_TEXT_CHARS]
-    if reference_date is None:
-        doc = nlp(safe_text(text))
-    else:
-        doc = nlp.make_doc(safe_text(text))
+    check("tokenizer")
+    doc = nlp.make_doc(safe_text(text))
+    if reference_date is not None:
         if not Doc.has_extension("ctm_reference_date"):
             Doc.set_extension("ctm_reference_date", default=None)
         doc._.ctm_reference_date = reference_date
-        for _, proc in nlp.pipeline:
-            doc = proc(doc)
+    for name, proc in nlp.pipeline:
+        check(name)
+        doc = proc(doc)
+    check("profile")
     profile = doc_to_profile(doc, equivalence)
     return replace(profile, text=text)

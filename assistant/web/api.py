@@ -106,7 +106,7 @@ def health():  # type: ignore[no-untyped-def]
 def match():  # type: ignore[no-untyped-def]
     req = schemas.parse_match_request(request, runtime().settings)
     rt = runtime()
-    result = rt.match(req.text, req.filters, top_k=req.top_k)
+    result = rt.match(req.text, req.filters, top_k=req.top_k, deadline=rt.extraction_deadline())
     if fhir.wants_fhir(request):  # Accept: application/fhir+json -> a searchset Bundle of ResearchStudy
         return fhir.result_bundle(rt, result)
     return jsonify(match_result_to_dict(result))
@@ -183,7 +183,7 @@ def post_message(session_id: str):  # type: ignore[no-untyped-def]
     total = sum(len(m["text"]) for m in state.messages if m.get("role") == "user") + len(body.text)
     if total > int(rt.settings["MAX_TEXT_CHARS"]) * 2:
         raise APIError("session_too_long", "this conversation is too long; please start a new session", 413)
-    turn = rt.chat_turn(state, body.text, body.filters, top_k=body.top_k)
+    turn = rt.chat_turn(state, body.text, body.filters, top_k=body.top_k, deadline=rt.extraction_deadline())
     data = match_result_to_dict(turn.result)
     profile_data = chat.annotate_turns(data["profile"], list(turn.messages))  # each fact: which turn stated it
     return jsonify({"session_id": session_id, "reply": turn.reply, "profile": profile_data,

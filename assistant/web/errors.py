@@ -9,6 +9,8 @@ from typing import Any
 from flask import Flask, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 
+from models.domain import ExtractionBudgetExceeded
+
 logger = logging.getLogger(__name__)
 
 HTTP_CODES = {
@@ -64,6 +66,16 @@ def register_error_handlers(app: Flask) -> None:
                                       "progress": {"done": state.done, "total": state.total}}})
         response.headers["Retry-After"] = "5"
         return response, 503
+
+    @app.errorhandler(ExtractionBudgetExceeded)
+    def _too_long(exc: ExtractionBudgetExceeded):  # type: ignore[no-untyped-def]
+        # the step and the length only: never the text
+        logger.warning("extraction budget exceeded before %s on %s (%d characters, request %s)", exc.stage,
+                       request.url_rule.rule if request.url_rule is not None else "<no route>", exc.chars,
+                       _request_id())
+        error = APIError("extraction_too_long", "this description takes too long to read; please shorten it "
+                         "(fewer repetitions, shorter lists) and try again", 422)
+        return jsonify(error.to_dict()), error.status
 
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException):  # type: ignore[no-untyped-def]

@@ -152,11 +152,21 @@ def check_strings(value: Any, where: str = "body") -> None:
             check_strings(item, f"{where}[{i}]")
 
 
+def request_body(request: Request) -> bytes:
+    """The raw body. A body without Content-Length (chunked) is cut by Werkzeug at MAX_CONTENT_LENGTH without an
+    error; one that fills the limit is refused as too large instead of being read as truncated JSON."""
+    data = request.get_data(cache=True)
+    limit = request.max_content_length
+    if request.content_length is None and limit is not None and len(data) >= limit:
+        raise APIError("payload_too_large", f"the request body is larger than {limit} bytes", 413)
+    return data
+
+
 def json_object(request: Request) -> dict[str, Any]:
     """The request body as a JSON object, or a clear error (never a RecursionError or an unstorable string)."""
     if not request.is_json:
         raise APIError("unsupported_media_type", "send a JSON body with Content-Type: application/json", 415)
-    if json_depth(request.get_data(cache=True)) > MAX_JSON_DEPTH:
+    if json_depth(request_body(request)) > MAX_JSON_DEPTH:
         raise APIError("nesting_too_deep", f"the JSON body is nested deeper than {MAX_JSON_DEPTH} levels", 400)
     data = request.get_json(silent=True)
     if data is None:
@@ -168,7 +178,7 @@ def json_object(request: Request) -> dict[str, Any]:
 
 
 def optional_json_object(request: Request) -> dict[str, Any]:
-    if not request.get_data(cache=True):
+    if not request_body(request):
         return {}
     return json_object(request)
 
