@@ -7,12 +7,20 @@ The mixed scenario has each client mix matches, chat (a session and its messages
 turns) and referral writes (a public create, then a coordinator PATCH). Prints the requests, the errors by
 kind, status and code, and p50/p95/p99 latency (ms) per kind; exits 1 on any error. Uses the database of the
 current settings (TRIALMATCH_DATABASE_URL or the embedded SQLite default; loaded on first start): give it a
-scratch database, the mixed scenario writes sessions, referrals and an API key. Optionally re-ingests a file
-while the load runs (--reingest FILE) to measure load under refresh. Only 127.0.0.1 is contacted.
+scratch database, the mixed scenario writes sessions, referrals and an API key. Only 127.0.0.1 is contacted.
+
+    python scripts/load_test.py --scenario match --concurrency 4 --seconds 120 --reingest 100
+
+runs the load twice on the same server, half the time each: alone, then while `trialmatch ingest` stores 100
+changed bundled trials round after round (each round is a new corpus version: the ingesting process builds
+and saves the snapshot, every worker loads it on its background thread). It prints both phases, the max
+latency of each, and p95 during re-ingest / p95 steady (goal <= 1.5: no request waits for a refit).
 """
 from __future__ import annotations
 
 import argparse
+import datetime as dt
+import gzip
 import http.client
 import json
 import os
@@ -20,10 +28,12 @@ import random
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections import Counter, defaultdict
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -89,7 +99,7 @@ class Recorder:
         def pct(values: list[float]) -> dict:
             q = statistics.quantiles(values, n=100) if len(values) > 1 else [values[0] if values else 0.0] * 99
             return {"requests": len(values), "p50_ms": round(q[49], 1), "p95_ms": round(q[94], 1),
-                    "p99_ms": round(q[98], 1)}
+                    "p99_ms": round(q[98], 1), "max_ms": round(max(values, default=0.0), 1)}
 
         every = [v for values in self.ms.values() for v in values]
         return {"seconds": round(elapsed, 1), "requests": len(every),
@@ -160,6 +170,71 @@ def _wait_ready(port: int, timeout: float) -> None:
     raise SystemExit("server did not become ready")
 
 
+def _changed_studies(folder: Path, n: int, round_no: int) -> Path:
+    """N bundled trials, each changed (title and a later last-update date), written for one ingest round."""
+    path = folder / f"changed-{round_no}.jsonl"
+    day = dt.date(2031, 1, 1) + dt.timedelta(days=round_no)
+    with gzip.open(ROOT / "data" / "trials" / "studies.jsonl.gz", "rt", encoding="utf-8") as src, \
+            open(path, "w", encoding="utf-8") as out:
+        for _, line in zip(range(n), src):
+            study = json.loads(line)
+            ps = study["protocolSection"]
+            ps["identificationModule"]["briefTitle"] = f"{ps['identificationModule'].get('briefTitle', '')} [r{round_no}]"
+            ps.setdefault("statusModule", {})["lastUpdatePostDateStruct"] = {"date": day.isoformat()}
+            out.write(json.dumps(study) + "\n")
+    return path
+
+
+def _run_phase(args: argparse.Namespace, env: dict[str, str], key: str, nct_ids: list[str], seconds: float,
+               reingest: bool) -> dict[str, Any]:
+    rec = Recorder()
+    stop = time.time() + seconds
+
+    def match_client(seed: int) -> None:
+        rng = random.Random(seed)
+        while time.time() < stop:
+            status, code, _, ms = _call(args.port, "POST", "/api/v1/match",
+                                        {"text": rng.choice(TEXTS), "top_k": 10, "filters": {"status": "ANY"}})
+            rec.add("match", status, code, ms, 200)
+
+    ingests = {"rounds": 0, "seconds": 0.0}
+
+    def reingest_rounds() -> None:
+        with tempfile.TemporaryDirectory(prefix="tm-reingest-") as tmp:
+            while time.time() < stop:
+                path = _changed_studies(Path(tmp), args.reingest, ingests["rounds"] + int(time.time()) % 10_000)
+                started = time.time()
+                subprocess.run([sys.executable, "-m", "assistant.cli", "ingest", "-q", str(path)], env=env,
+                               cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
+                ingests["rounds"] += 1
+                ingests["seconds"] += time.time() - started
+
+    if args.scenario == "mixed":
+        threads = [threading.Thread(target=mixed_client, args=(args.port, i, stop, rec, key, nct_ids))
+                   for i in range(args.concurrency)]
+    else:
+        threads = [threading.Thread(target=match_client, args=(i,)) for i in range(args.concurrency)]
+    if reingest:
+        threads.append(threading.Thread(target=reingest_rounds))
+    started = time.time()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return {**rec.summary(time.time() - started), "reingests": ingests["rounds"],
+            "reingest_mean_s": round(ingests["seconds"] / ingests["rounds"], 1) if ingests["rounds"] else None}
+
+
+def _print_phase(name: str, result: dict[str, Any]) -> None:
+    print(f"[{name}] " + " ".join(f"{k}: {result[k]}" for k in ("seconds", "requests", "requests_per_s", "errors",
+                                                                 "reingests", "reingest_mean_s")))
+    for kind, row in [("all", result["all"]), *result["kinds"].items()]:
+        print(f"  {kind:<16} requests {row['requests']:>6}  p50 {row['p50_ms']:>8.1f} ms  "
+              f"p95 {row['p95_ms']:>8.1f} ms  p99 {row['p99_ms']:>8.1f} ms  max {row.get('max_ms', 0):>8.1f} ms")
+    for what, n in sorted(result["errors_by_kind_status_code"].items()):
+        print(f"  error {what}: {n}")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--scenario", choices=["mixed", "match"], default="mixed")
@@ -168,7 +243,10 @@ def main() -> int:
     ap.add_argument("--concurrency", type=int, default=8)
     ap.add_argument("--seconds", type=float, default=60)
     ap.add_argument("--port", type=int, default=5077)
-    ap.add_argument("--reingest", help="a study file to ingest repeatedly while the load runs")
+    ap.add_argument("--reingest", type=int, nargs="?", const=100, default=0, metavar="N",
+                    help="run the load twice, half of --seconds each: first alone, then while `trialmatch ingest` "
+                         "re-ingests N changed bundled trials (default 100) round after round; prints both "
+                         "phases and the ratio of their p95")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     env = {**os.environ, "TRIALMATCH_RATE_LIMIT": "1000000 per minute",
@@ -181,50 +259,24 @@ def main() -> int:
         _wait_ready(args.port, 900)
         for text in TEXTS:  # warm every worker
             _post(args.port, text)
-        rec = Recorder()
-        stop = time.time() + args.seconds
-
-        def match_client(seed: int) -> None:
-            rng = random.Random(seed)
-            while time.time() < stop:
-                status, code, _, ms = _call(args.port, "POST", "/api/v1/match",
-                                            {"text": rng.choice(TEXTS), "top_k": 10, "filters": {"status": "ANY"}})
-                rec.add("match", status, code, ms, 200)
-
-        ingests = 0
-
-        def reingest() -> None:
-            nonlocal ingests
-            while time.time() < stop:
-                subprocess.run([sys.executable, "-m", "assistant.cli", "ingest", "-q", args.reingest], env=env,
-                               cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
-                ingests += 1
-
-        if args.scenario == "mixed":
-            threads = [threading.Thread(target=mixed_client, args=(args.port, i, stop, rec, key, nct_ids))
-                       for i in range(args.concurrency)]
-        else:
-            threads = [threading.Thread(target=match_client, args=(i,)) for i in range(args.concurrency)]
-        if args.reingest:
-            threads.append(threading.Thread(target=reingest))
-        started = time.time()
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+        phases = [("steady", args.seconds / 2), ("reingest", args.seconds / 2)] if args.reingest else [
+            ("steady", args.seconds)]
+        results = {name: _run_phase(args, env, key, nct_ids, seconds, reingest=name == "reingest")
+                   for name, seconds in phases}
         result = {"scenario": args.scenario, "workers": args.workers, "threads": args.threads,
-                  "concurrency": args.concurrency, **rec.summary(time.time() - started), "reingests": ingests}
+                  "concurrency": args.concurrency, **results["steady"]}
+        if "reingest" in results:
+            result["during_reingest"] = results["reingest"]
+            result["p95_ratio_reingest_to_steady"] = round(
+                results["reingest"]["all"]["p95_ms"] / max(results["steady"]["all"]["p95_ms"], 1e-6), 2)
         if args.json:
             print(json.dumps(result))
         else:
-            print(" ".join(f"{k}: {result[k]}" for k in ("scenario", "workers", "threads", "concurrency", "seconds",
-                                                          "requests", "requests_per_s", "errors", "reingests")))
-            for kind, row in [("all", result["all"]), *result["kinds"].items()]:
-                print(f"  {kind:<16} requests {row['requests']:>6}  p50 {row['p50_ms']:>8.1f} ms  "
-                      f"p95 {row['p95_ms']:>8.1f} ms  p99 {row['p99_ms']:>8.1f} ms")
-            for what, n in sorted(result["errors_by_kind_status_code"].items()):
-                print(f"  error {what}: {n}")
-        return 1 if result["errors"] else 0
+            for name, row in results.items():
+                _print_phase(name, row)
+            if "p95_ratio_reingest_to_steady" in result:
+                print(f"p95 during re-ingest / p95 steady: {result['p95_ratio_reingest_to_steady']} (goal <= 1.5)")
+        return 1 if any(r["errors"] for r in results.values()) else 0
     finally:
         server.terminate()
         server.wait(timeout=30)
