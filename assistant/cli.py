@@ -229,7 +229,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_match(args: argparse.Namespace) -> int:
-    from assistant.service import match_result_to_dict
+    from assistant.responses import match_result_to_dict
 
     rt = _runtime(args)
     rt.prepare(progress=sys.stderr.isatty())
@@ -238,7 +238,7 @@ def cmd_match(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(data, indent=2, ensure_ascii=False))
     else:
-        from assistant.service import format_result_text
+        from assistant.responses import format_result_text
 
         print(format_result_text(data))
     return 0

@@ -2,7 +2,7 @@
 
 Tools: ``match_patient(text, filters, top_k)``, ``get_trial(nct_id)``, ``explain_match(nct_id, text)``;
 resource: ``trial://{nct_id}``. Arguments are validated by the HTTP API's own validators and results are
-the HTTP API's own serialisations (``assistant.service``, ``assistant.web.schemas``), so a chat assistant
+the HTTP API's own validation and response shaping (``assistant.web.schemas``, ``assistant.responses``), so a chat assistant
 gets the same labels, per-criterion reasons, evidence spans and follow-up questions as ``POST /api/v1/match``.
 A rejected argument is a tool error ``"<code>: <message>"`` with the API's stable code. Patient text is
 never logged, and nothing but the protocol is written to stdout.
@@ -21,9 +21,9 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 from pydantic import Field
 
-from assistant import __version__
+from assistant import __version__, responses
 from assistant.matching.filters import Filters
-from assistant.service import (
+from assistant.responses import (
     match_result_to_dict,
     match_to_dict,
     profile_to_dict,
@@ -132,7 +132,7 @@ def build_server(runtime: Any) -> "MCPServer":
     def get_trial(nct_id: NctArg) -> dict[str, Any]:
         """A stored trial: title, status, phases, conditions, ages, sites and its eligibility criteria."""
         with tool_errors("get_trial"):
-            return schemas.trial_detail(trial(nct_arg(nct_id)))
+            return responses.trial_detail(trial(nct_arg(nct_id)))
 
     @server.tool()
     def explain_match(nct_id: NctArg, text: TextArg) -> dict[str, Any]:
@@ -155,7 +155,7 @@ def build_server(runtime: Any) -> "MCPServer":
                      description="A ClinicalTrials.gov trial stored in trialmatch, with its parsed criteria.")
     def trial_resource(nct_id: str) -> str:
         try:
-            return json.dumps(schemas.trial_detail(trial(nct_arg(nct_id))), ensure_ascii=False)
+            return json.dumps(responses.trial_detail(trial(nct_arg(nct_id))), ensure_ascii=False)
         except APIError as exc:
             error = ResourceNotFoundError if exc.code == "trial_not_found" else ResourceError
             raise error(error_text(exc)) from None

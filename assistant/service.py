@@ -19,7 +19,6 @@ from assistant.snapshot import CorpusSnapshot
 from models.domain import (
     MatchResult,
     PatientProfile,
-    Question,
     TrialMatch,
     TrialRecord,
 )
@@ -114,72 +113,3 @@ def _distance(trial: TrialRecord, filters: Filters) -> float | None:
     assert filters.near is not None
     d = nearest_site_km(trial.locations, filters.near.lat, filters.near.lon)
     return round(d, 1) if d is not None else None
-
-
-# --------------------------------------------------------------------------- serialization
-
-
-def _span_dict(span: Any) -> dict[str, Any] | None:
-    return span.to_dict() if span is not None else None
-
-
-def profile_to_dict(profile: PatientProfile) -> dict[str, Any]:
-    def ctx(c: Any) -> dict[str, bool]:
-        return {k: getattr(c, k) for k in ("negated", "historical", "family", "hypothetical", "uncertain")}
-
-    return {
-        "age": profile.age_years,
-        "age_range": [profile.age_low, profile.age_high] if profile.age_low is not None else None,
-        "age_evidence": _span_dict(profile.age_span),
-        "sex": profile.sex,
-        "sex_evidence": _span_dict(profile.sex_span),
-        "conditions": [{"concept": f.concept, "category": f.category, "code": f.code, "qualifier": f.qualifier,
-                        "days_ago": f.days_ago, **ctx(f.context), "evidence": f.span.to_dict()}
-                       for f in profile.conditions],
-        "labs": [{"name": f.name, "value": f.value, "value_high": f.value_high, "unit": f.unit,
-                  "comparator": f.comparator.value, "normalized_value": f.normalized_value,
-                  "normalized_unit": f.normalized_unit, "polarity": f.polarity, "negated": f.context.negated,
-                  "evidence": f.span.to_dict()} for f in profile.labs],
-        "therapies": [{"name": t.name, "classes": list(t.classes), "response": t.response, "status": t.status,
-                       "prednisone_eq_mg_day": t.prednisone_eq_mg_day, "days_ago": t.days_ago,
-                       **ctx(t.context), "evidence": t.span.to_dict()} for t in profile.therapies],
-        "therapy_counts": [{"class": c.drug_class, "count": c.count, "response": c.response,
-                            "evidence": c.span.to_dict()} for c in profile.therapy_counts],
-    }
-
-
-def question_to_dict(q: Question) -> dict[str, Any]:
-    return {"key": q.key, "text": q.text, "criteria": list(q.criterion_ids), "trials": list(dict.fromkeys(q.nct_ids)),
-            "weight": q.weight}
-
-
-def match_to_dict(m: TrialMatch) -> dict[str, Any]:
-    return {
-        "nct_id": m.nct_id, "title": m.title, "score": m.score, "relevance": m.relevance, "label": m.label.value,
-        "overall_status": m.overall_status, "phases": list(m.phases), "cohort": m.cohort,
-        "nearest_site_km": m.nearest_site_km,
-        "criteria": [{"id": v.criterion_id, "kind": v.kind.value, "text": v.text, "verdict": v.verdict.value,
-                      "reason": v.reason, "evidence": [s.to_dict() for s in v.evidence], "missing": v.missing,
-                      "cohort": v.cohort} for v in m.criteria],
-        "questions": [question_to_dict(q) for q in m.questions],
-        "relevant_conditions": list(m.topical),
-    }
-
-
-def match_result_to_dict(result: MatchResult) -> dict[str, Any]:
-    return {"profile": profile_to_dict(result.profile), "matches": [match_to_dict(m) for m in result.matches],
-            "questions": [question_to_dict(q) for q in result.questions], "notice": result.notice}
-
-
-def format_result_text(data: dict[str, Any]) -> str:
-    lines = [data["notice"], ""] if data.get("notice") else []
-    for i, m in enumerate(data["matches"], 1):
-        lines.append(f"{i:>2}. {m['nct_id']}  [{m['label']}]  score {m['score']:.3f}  {m['title'][:80]}")
-        for c in m["criteria"]:
-            if c["verdict"] in ("not_met", "met") and (c["kind"] == "exclusion") == (c["verdict"] == "met"):
-                lines.append(f"      why not: {c['reason'][:200]}")
-    if data["questions"]:
-        lines.append("")
-        lines.append("Follow-up questions:")
-        lines.extend(f"  - {q['text']}" for q in data["questions"])
-    return "\n".join(lines)

@@ -201,7 +201,7 @@ class Services:
         turn. Raises :class:`NotReady` before the first snapshot and ``ExtractionBudgetExceeded`` past
         ``deadline`` (nothing is stored then)."""
         from assistant import chat
-        from assistant.service import question_to_dict
+        from assistant.responses import question_to_dict
 
         def extract(t: str) -> PatientProfile:
             return self.extract(t, deadline)

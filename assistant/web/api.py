@@ -14,8 +14,8 @@ from typing import Any, Callable
 
 from flask import Blueprint, current_app, g, jsonify, request
 
-from assistant import chat
-from assistant.service import (
+from assistant import chat, responses
+from assistant.responses import (
     match_result_to_dict,
     match_to_dict,
     profile_to_dict,
@@ -118,7 +118,7 @@ def list_trials():  # type: ignore[no-untyped-def]
     page = runtime().repo.list(q=args["q"], condition=args["condition"], statuses=args["status"],
                                page=args["page"], per_page=args["per_page"])
     return jsonify({"page": args["page"], "per_page": args["per_page"], "total": page.total,
-                    "trials": [schemas.trial_summary(t) for t in page.items]})
+                    "trials": [responses.trial_summary(t) for t in page.items]})
 
 
 @bp.get("/trials/<nct_id>")
@@ -128,7 +128,7 @@ def get_trial(nct_id: str):  # type: ignore[no-untyped-def]
         trial = runtime().repo.get(nct_id)
     except TrialNotFound:
         raise APIError("trial_not_found", f"no trial {nct_id}", 404) from None
-    return jsonify(schemas.trial_detail(trial))
+    return jsonify(responses.trial_detail(trial))
 
 
 @bp.get("/openapi.json")

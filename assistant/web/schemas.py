@@ -11,7 +11,6 @@ from flask import Request
 
 from assistant.matching.filters import Filters, Near
 from assistant.web.errors import APIError
-from models.domain import TrialRecord
 from models.workflow import REFERRAL_STATUSES
 
 KNOWN_STATUSES = frozenset({
@@ -304,26 +303,3 @@ def parse_status_change(request: Request) -> dict[str, Any]:
     if note is not None and (not isinstance(note, str) or len(note) > 2000):
         raise APIError("invalid_type", "'note' must be a string of at most 2000 characters", 400)
     return {"status": status, "note": note}
-
-
-# --------------------------------------------------------------------------- responses
-
-
-def trial_summary(t: TrialRecord) -> dict[str, Any]:
-    return {"nct_id": t.nct_id, "title": t.title, "overall_status": t.overall_status, "phases": list(t.phases),
-            "conditions": list(t.conditions), "minimum_age": t.minimum_age_raw, "maximum_age": t.maximum_age_raw,
-            "sex": t.sex}
-
-
-def trial_detail(t: TrialRecord) -> dict[str, Any]:
-    return {**trial_summary(t), "official_title": t.official_title, "brief_summary": t.brief_summary,
-            "keywords": list(t.keywords), "study_type": t.study_type, "enrollment": t.enrollment,
-            "healthy_volunteers": t.healthy_volunteers,
-            "last_update": t.last_update.isoformat() if t.last_update else None,
-            "interventions": [{"name": i.name, "type": i.type, "other_names": list(i.other_names)}
-                              for i in t.interventions],
-            "locations": [{"facility": l.facility, "city": l.city, "state": l.state, "country": l.country,
-                           "zip": l.zip, "status": l.status, "lat": l.lat, "lon": l.lon} for l in t.locations],
-            "criteria": [{"id": t.criterion_id(c), "kind": c.kind.value, "position": c.position, "parent": c.parent,
-                          "depth": c.depth, "cohort": c.cohort, "heading": c.heading, "text": c.text,
-                          "parsed": c.parsed is not None and c.parsed.parsed} for c in t.criteria]}

@@ -23,7 +23,7 @@ from assistant.chat import (
     transcript_text,
     yes_no_facts,
 )
-from assistant.service import profile_to_dict
+from assistant.responses import profile_to_dict
 from models.domain import PatientProfile
 
 
