@@ -14,7 +14,7 @@ from typing import Any, Callable
 
 from flask import Blueprint, current_app, g, jsonify, request
 
-from assistant import chat
+from assistant import chat, referrals
 from assistant.matching.filters import Filters
 from assistant.service import (
     match_result_to_dict,
@@ -26,7 +26,7 @@ from assistant.service import (
 from assistant.web import schemas
 from assistant.web.errors import APIError
 from models.repository import TrialNotFound, content_hash
-from models.workflow import REFERRAL_STATUSES, NotFound, Principal, check_team
+from models.workflow import REFERRAL_STATUSES, NotFound, Principal, ReferralSnapshot, check_team
 
 logger = logging.getLogger(__name__)
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
@@ -264,15 +264,42 @@ def _check_team_settings(state) -> None:  # type: ignore[no-untyped-def]
         default_team(rt.settings)
 
 
-def _referral_dict(ref, with_events: bool = False) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+def _referral_dict(ref, with_events: bool = False, trial_changed: bool | None = None) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+    """A referral as JSON. ``label_now`` here is the label at creation while the trial is unchanged (same profile,
+    same trial: matching is not re-run per row); after a change it is null until the referral is opened."""
+    snap = ref.snapshot
+    label = snap.label if snap is not None else None
     out = {"id": ref.id, "nct_id": ref.nct_id, "session_id": ref.session_id, "contact_ref": ref.contact_ref,
            "team": ref.team,
            "status": ref.status, "needs_review": ref.needs_review, "created_at": ref.created_at.isoformat() + "Z",
-           "updated_at": ref.updated_at.isoformat() + "Z"}
+           "updated_at": ref.updated_at.isoformat() + "Z",
+           "trial_title": snap.trial_title if snap is not None else None,
+           "label_at_creation": label,
+           "label_now": label if trial_changed is False else None,
+           "trial_changed": trial_changed,
+           "patient_summary": snap.patient_summary if snap is not None else None}
     if with_events:
         out["audit"] = [{"at": e.at.isoformat() + "Z", "actor": e.actor, "action": e.action,
                          "from_status": e.from_status, "to_status": e.to_status, "note": e.note} for e in ref.events]
     return out
+
+
+def _trials_changed(refs) -> dict[int, bool | None]:  # type: ignore[no-untyped-def]
+    """Referral id -> has its trial's content changed since the referral was made (None: trial gone or no hash
+    stored). One query for the whole page."""
+    stored = runtime().repo.stored_state({r.nct_id for r in refs})
+    out: dict[int, bool | None] = {}
+    for r in refs:
+        state = stored.get(r.nct_id)
+        out[r.id] = None if state is None or r.trial_hash is None else state[0] != r.trial_hash
+    return out
+
+
+def _evaluate(rt, nct_id: str, text: str):  # type: ignore[no-untyped-def]
+    """The profile of ``text`` and its match against the current version of one trial (None if not evaluated)."""
+    profile = rt.extract(text)
+    result = runtime_match(rt, profile, filters=Filters(nct_ids=frozenset({nct_id})), top_k=1)
+    return profile, (result.matches[0] if result.matches else None)
 
 
 @bp.post("/referrals")
@@ -287,9 +314,11 @@ def create_referral():  # type: ignore[no-untyped-def]
         g.principal = principal
     body = schemas.parse_referral(request, rt.settings)
     text = body["text"]
+    transcript: tuple[dict[str, Any], ...] = ()
     if body["session_id"]:
         state = _session(body["session_id"])
         text = chat.transcript_text(state.messages)
+        transcript = referrals.chat_transcript(state.messages)
         if not text.strip():
             raise APIError("invalid_request", "the session has no patient description yet", 400)
     try:
@@ -300,9 +329,12 @@ def create_referral():  # type: ignore[no-untyped-def]
     team = principal.scope if principal is not None else None
     if team is None:  # the widget, or an admin (no team of their own)
         team = referral_team(rt.settings, body["nct_id"])
+    profile, evaluation = _evaluate(rt, body["nct_id"], text)
+    snapshot = ReferralSnapshot(trial.title, evaluation.label.value if evaluation is not None else None,
+                                referrals.patient_summary(profile), transcript)
     ref = rt.referrals.create(body["nct_id"], text, body["contact_ref"], _actor(), session_id=body["session_id"],
-                              trial_hash=content_hash(trial.raw), team=team)
-    return jsonify(_referral_dict(ref)), 201
+                              trial_hash=content_hash(trial.raw), team=team, snapshot=snapshot)
+    return jsonify(_referral_dict(ref, trial_changed=False)), 201
 
 
 @bp.get("/referrals")
@@ -310,7 +342,9 @@ def create_referral():  # type: ignore[no-untyped-def]
 def list_referrals():  # type: ignore[no-untyped-def]
     args = schemas.parse_referral_query(request.args)
     items, total = runtime().referrals.list(**args, team=_scope())
-    return jsonify({"total": total, "page": args["page"], "referrals": [_referral_dict(r) for r in items]})
+    changed = _trials_changed(items)
+    return jsonify({"total": total, "page": args["page"],
+                    "referrals": [_referral_dict(r, trial_changed=changed[r.id]) for r in items]})
 
 
 @bp.get("/referrals/<int:referral_id>")
@@ -322,18 +356,22 @@ def get_referral(referral_id: int):  # type: ignore[no-untyped-def]
         ref = rt.referrals.get(referral_id, team=_scope())  # another team's referral: 404, as if absent
     except NotFound:
         raise APIError("referral_not_found", f"no referral {referral_id}", 404) from None
-    out = _referral_dict(ref, with_events=True)
+    out = _referral_dict(ref, with_events=True, trial_changed=_trials_changed([ref])[ref.id])
     out["patient_text"] = ref.patient_text
+    out["transcript"] = list(ref.snapshot.transcript) if ref.snapshot is not None else []
     try:
-        rt.repo.get(ref.nct_id)
+        trial = rt.repo.get(ref.nct_id)
     except TrialNotFound:
         out["evaluation"] = None
         return jsonify(out)
-    profile = rt.extract(ref.patient_text)
+    out["trial_title"] = out["trial_title"] or trial.title
     # re-computed against the current version of the trial
-    result = runtime_match(rt, profile, filters=Filters(nct_ids=frozenset({ref.nct_id})), top_k=1)
+    profile, evaluation = _evaluate(rt, ref.nct_id, ref.patient_text)
     out["profile"] = profile_to_dict(profile)
-    out["evaluation"] = match_to_dict(result.matches[0]) if result.matches else None
+    out["evaluation"] = match_to_dict(evaluation) if evaluation is not None else None
+    out["label_now"] = evaluation.label.value if evaluation is not None else None
+    if out["patient_summary"] is None:
+        out["patient_summary"] = referrals.patient_summary(profile)
     return jsonify(out)
 
 
@@ -342,12 +380,15 @@ def get_referral(referral_id: int):  # type: ignore[no-untyped-def]
 def update_referral(referral_id: int):  # type: ignore[no-untyped-def]
     referral_id = _referral_id(referral_id)
     body = schemas.parse_status_change(request)
+    repo = runtime().referrals
     try:
-        ref = runtime().referrals.change_status(referral_id, body["status"], _actor(), body["note"],
-                                                team=_scope())
+        if body["status"] is None:  # a note alone: the status stays
+            ref = repo.add_note(referral_id, _actor(), body["note"], team=_scope())
+        else:
+            ref = repo.change_status(referral_id, body["status"], _actor(), body["note"], team=_scope())
     except NotFound:
         raise APIError("referral_not_found", f"no referral {referral_id}", 404) from None
-    return jsonify(_referral_dict(ref, with_events=True))
+    return jsonify(_referral_dict(ref, with_events=True, trial_changed=_trials_changed([ref])[ref.id]))
 
 
 @bp.delete("/referrals/<int:referral_id>")

@@ -112,12 +112,26 @@ SCHEMAS: dict[str, Any] = {
         "id": {"type": "integer"}, "nct_id": {"type": "string"},
         "team": {"type": "string", "description": "the site team that sees it (coordinator keys see only their team)"},
         "status": {"type": "string", "enum": REFERRAL_STATUS}, "needs_review": {"type": "boolean"},
+        "trial_title": {**NULLABLE_STR, "description": "the trial's title when the referral was made"},
+        "label_at_creation": {**NULLABLE_STR, "description": "the trial's label for the patient when referred"},
+        "label_now": {**NULLABLE_STR, "description": "list: the label at creation while the trial is unchanged, "
+                      "null after a change; detail: re-computed against the current trial"},
+        "trial_changed": {"type": ["boolean", "null"],
+                          "description": "the trial's record changed since the referral (null: unknown)"},
+        "patient_summary": {**NULLABLE_STR, "description": "age, sex and main conditions from the extracted "
+                            "profile (never the patient's words)"},
+        "transcript": {"type": "array", "description": "detail only: the chat's messages with the question "
+                       "pending when each was written",
+                       "items": {"type": "object", "properties": {"question": NULLABLE_STR,
+                                                                  "answer": {"type": "string"}}}},
         "audit": {"type": "array", "items": {"type": "object"}}}},
     "ReferralPage": {"type": "object", "required": ["total", "referrals"], "properties": {
         "total": {"type": "integer"}, "page": {"type": "integer"},
         "referrals": {"type": "array", "items": _ref("Referral")}}},
-    "StatusChange": {"type": "object", "required": ["status"], "additionalProperties": False, "properties": {
-        "status": {"type": "string", "enum": REFERRAL_STATUS}, "note": {"type": "string", "maxLength": 2000}}},
+    "StatusChange": {"type": "object", "additionalProperties": False, "minProperties": 1,
+                     "description": "a status, a note, or both (a note alone leaves the status as it is)",
+                     "properties": {"status": {"type": "string", "enum": REFERRAL_STATUS},
+                                    "note": {"type": "string", "maxLength": 2000, "pattern": r"\S"}}},
     "Health": {"type": "object", "required": ["status", "database", "trials"], "properties": {
         "status": {"type": "string"}, "database": {"type": "string"}, "trials": {"type": "integer"},
         "index": {"type": "string"}, "corpus_version": NULLABLE_STR}},

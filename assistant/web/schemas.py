@@ -285,14 +285,19 @@ def parse_referral_query(args: Any) -> dict[str, Any]:
 
 
 def parse_status_change(request: Request) -> dict[str, Any]:
+    """``status``, ``note`` or both: a note alone is added to the audit trail without changing the status."""
     data = json_object(request)
     _check_keys(data, {"status", "note"})
     status = data.get("status")
-    if status not in REFERRAL_STATUSES:
-        raise APIError("invalid_status", f"status must be one of {', '.join(REFERRAL_STATUSES)}", 400)
     note = data.get("note")
     if note is not None and (not isinstance(note, str) or len(note) > 2000):
         raise APIError("invalid_type", "'note' must be a string of at most 2000 characters", 400)
+    if status is None:
+        if note is None or not note.strip():
+            raise APIError("invalid_request", "give a 'status', a non-empty 'note', or both", 400)
+        return {"status": None, "note": note.strip()}
+    if status not in REFERRAL_STATUSES:
+        raise APIError("invalid_status", f"status must be one of {', '.join(REFERRAL_STATUSES)}", 400)
     return {"status": status, "note": note}
 
 
