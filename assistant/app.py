@@ -193,6 +193,14 @@ def build_app(test_config: dict[str, Any] | None = None) -> Flask:
     def index():  # type: ignore[no-untyped-def]
         return send_from_directory(app.static_folder or "", "index.html")
 
+    @app.get("/coordinator")
+    def coordinator():  # type: ignore[no-untyped-def]
+        return send_from_directory(app.static_folder or "", "coordinator.html")
+
+    @app.get("/favicon.ico")
+    def favicon():  # type: ignore[no-untyped-def]
+        return send_from_directory(app.static_folder or "", "favicon.svg", mimetype="image/svg+xml")
+
     _init_limiter(app, settings)
     _init_cors_and_headers(app, list(settings["CORS_ORIGINS"]))
     _init_purge(app, runtime, float(settings.get("PURGE_INTERVAL_SECONDS", 300)))

@@ -58,6 +58,7 @@ def live_server(tmp_path: Path, nlp, studies_file: Path) -> Iterator[LiveServer]
     from werkzeug.serving import make_server
 
     app = make_test_app(tmp_path, nlp, studies_file, RATE_LIMIT="100000 per minute")
+    app.extensions["trialmatch"].ensure_index()  # ready, as a started server is (/health answers 200)
     server = make_server("127.0.0.1", 0, app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, name="browser-live-server", daemon=True)
     thread.start()
