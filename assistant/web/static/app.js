@@ -175,6 +175,33 @@
     return { likely: likely.length, unlikely: unlikely.length };
   }
 
+  // The profile the API extracted from the whole conversation, one fact per line (so a misreading is visible).
+  function profileFacts(p) {
+    const facts = [];
+    const ctx = (f) => ["negated", "historical", "family", "hypothetical", "uncertain"].filter((k) => f[k]);
+    const notes = (f) => { const c = ctx(f); return c.length ? " (" + c.join(", ").replace("negated", "no") + ")" : ""; };
+    if (p.age !== null && p.age !== undefined) facts.push(["age", "Age: " + p.age]);
+    else if (p.age_range) facts.push(["age", "Age: " + p.age_range[0] + "–" + p.age_range[1]]);
+    if (p.sex) facts.push(["sex", "Sex: " + p.sex]);
+    (p.conditions || []).forEach((c) => facts.push(["condition",
+      "Condition: " + c.concept + (c.qualifier ? " " + c.qualifier : "") + notes(c)]));
+    (p.labs || []).forEach((l) => facts.push(["lab", "Test: " + l.name + " " + (l.comparator && l.comparator !== "="
+      ? l.comparator + " " : "") + (l.value !== null && l.value !== undefined ? l.value : "") +
+      (l.unit ? " " + l.unit : "") + (l.polarity ? " " + l.polarity : "") + (l.negated ? " (no)" : "")]));
+    (p.therapies || []).forEach((t) => facts.push(["therapy", "Treatment: " + t.name +
+      (t.response ? " (" + t.response + ")" : "") + notes(t)]));
+    (p.therapy_counts || []).forEach((c) => facts.push(["therapy_count", "Number of " + c["class"] + " treatments: " +
+      c.count]));
+    return facts;
+  }
+
+  function renderProfile(p) {
+    const facts = p ? profileFacts(p) : [];
+    document.getElementById("profile").replaceChildren(...facts.map(([kind, text]) =>
+      el("li", { "data-fact": kind }, text)));
+    document.getElementById("profile-panel").hidden = facts.length === 0;
+  }
+
   function showNotice(text) {
     noticeEl.hidden = !text;
     noticeEl.textContent = text || "";
@@ -203,6 +230,7 @@
       lastNear = near;
       addMessage("assistant", data.reply);
       const shown = renderMatches(data.matches);
+      renderProfile(data.profile);
       showNotice(data.notice || (data.matches.length ? null : "No relevant recruiting trial found" +
         (near ? " within " + near.radius_km + " km of this location." : " for what was described.")));
       if (data.next_question) {
@@ -228,6 +256,7 @@
     sessionId = null;
     transcript.replaceChildren();
     renderMatches([]);
+    renderProfile(null);
     showNotice(null);
     questionEl.hidden = true;
     statusEl.textContent = "Session ended; its data was deleted.";
