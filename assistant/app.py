@@ -17,7 +17,8 @@ from assistant.web.errors import register_error_handlers
 logger = logging.getLogger(__name__)
 
 PUBLIC_LIMITED = frozenset({"api.match", "api.create_session", "api.post_message", "api.create_referral",
-                            "api.get_session", "api.delete_session", "api.list_trials", "api.get_trial"})
+                            "api.get_session", "api.delete_session", "api.list_trials", "api.get_trial",
+                            "places.find_places"})
 SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "X-Frame-Options": "DENY",
@@ -185,9 +186,10 @@ def build_app(test_config: dict[str, Any] | None = None) -> Flask:
     register_error_handlers(app)
     _init_edge_limits(app)
 
-    from assistant.web import api
+    from assistant.web import api, places
 
     app.register_blueprint(api.bp)
+    app.register_blueprint(places.bp)
 
     @app.get("/")
     def index():  # type: ignore[no-untyped-def]

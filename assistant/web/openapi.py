@@ -132,6 +132,10 @@ SCHEMAS: dict[str, Any] = {
                      "description": "a status, a note, or both (a note alone leaves the status as it is)",
                      "properties": {"status": {"type": "string", "enum": REFERRAL_STATUS},
                                     "note": {"type": "string", "maxLength": 2000, "pattern": r"\S"}}},
+    "PlaceList": {"type": "object", "required": ["places"], "properties": {"places": {"type": "array", "items": {
+        "type": "object", "required": ["city", "lat", "lon", "sites"], "properties": {
+            "city": {"type": "string"}, "state": NULLABLE_STR, "country": NULLABLE_STR,
+            "lat": {"type": "number"}, "lon": {"type": "number"}, "sites": {"type": "integer"}}}}}},
     "Health": {"type": "object", "required": ["status", "database", "trials"], "properties": {
         "status": {"type": "string"}, "database": {"type": "string"}, "trials": {"type": "integer"},
         "index": {"type": "string"}, "corpus_version": NULLABLE_STR}},
@@ -198,6 +202,11 @@ def openapi_document() -> dict[str, Any]:
             "delete": {"operationId": "deleteReferral", "summary": "Admin: erase a referral and its patient text",
                        "security": SECURED, "parameters": [REFERRAL_PARAM],
                        "responses": {"204": {"description": "Deleted"}, **_errors(401, 403, 404)}}},
+        "/api/v1/places": {"get": {
+            "operationId": "findPlaces", "summary": "Towns with trial sites whose name starts with q (offline lookup)",
+            "parameters": [{"name": "q", "in": "query", "required": True,
+                            "schema": {"type": "string", "minLength": 2, "maxLength": 100, "pattern": r"\S"}}],
+            "responses": {"200": _json(_ref("PlaceList")), **_errors(400, 429)}}},
         "/api/v1/referral-statuses": {"get": {"operationId": "referralStatuses", "summary": "Referral statuses",
                                               "responses": {"200": _json({"type": "object"})}}},
     }

@@ -266,3 +266,28 @@ def test_the_widget_says_it_is_loading_trials_until_the_server_is_ready(browser_
     # the stubbed 503 answers are logged by Chromium as failed loads; nothing else may be
     page.monitor.console_errors[:] = [e for e in page.monitor.console_errors if "status of 503" not in e]
     assert_no_errors(page)
+
+
+def test_a_town_with_trial_sites_fills_in_the_coordinates(browser_page):
+    page = browser_page
+    page.goto(page.base_url + "/")
+    town = page.get_by_label("Town or city")
+    with page.expect_response(lambda r: "/api/v1/places?q=tamp" in r.url.lower()) as looked_up:
+        town.fill("tamp")
+    assert looked_up.value.status == 200
+    option = page.locator("#places option").first
+    option.wait_for(state="attached")
+    name = option.get_attribute("value")
+    assert name.startswith("Tampa, ")
+    town.fill(name)
+    assert (float(page.get_by_label("Latitude").input_value()), float(page.get_by_label("Longitude").input_value())
+            ) == TAMPA
+    data = send(page, LUPUS_PATIENT)
+    seed = next(m for m in data["matches"] if m["nct_id"] == SEED_TRIAL)
+    assert seed["nearest_site_km"] == 0.0
+    show_all(page)
+    assert page.locator(f'.matches li.match[data-nct="{SEED_TRIAL}"] .site').inner_text() == \
+        "Nearest recruiting site: 0 km away"
+    page.get_by_label("Town or city").fill("Xyzzyville")
+    page.wait_for_function("() => document.getElementById('place-hint').textContent.startsWith('No trial site')")
+    assert_no_errors(page)

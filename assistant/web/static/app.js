@@ -20,8 +20,11 @@
   const latEl = document.getElementById("lat");
   const lonEl = document.getElementById("lon");
   const radiusEl = document.getElementById("radius");
+  const placeEl = document.getElementById("place");
+  const placesEl = document.getElementById("places");
   let sessionId = null;
   let loading = false;
+  let placeOptions = new Map(); // option text -> {lat, lon}
 
   async function call(method, path, body) {
     const res = await fetch(api + path, {
@@ -260,6 +263,35 @@
     showNotice(null);
     questionEl.hidden = true;
     statusEl.textContent = "Session ended; its data was deleted.";
+  });
+
+  // Town lookup (offline: towns with trial sites, from /places); choosing a town fills in its coordinates.
+  function placeText(p) {
+    return [p.city, p.state, p.country].filter(Boolean).join(", ");
+  }
+
+  let placeTimer = null;
+  placeEl.addEventListener("input", () => {
+    const chosen = placeOptions.get(placeEl.value);
+    if (chosen) {
+      latEl.value = String(chosen.lat);
+      lonEl.value = String(chosen.lon);
+      return;
+    }
+    clearTimeout(placeTimer);
+    const q = placeEl.value.trim();
+    if (q.length < 2) return;
+    placeTimer = setTimeout(async () => {
+      try {
+        const data = await call("GET", "/places?q=" + encodeURIComponent(q));
+        placeOptions = new Map(data.places.map((p) => [placeText(p), p]));
+        placesEl.replaceChildren(...data.places.map((p) => el("option", { value: placeText(p) })));
+        document.getElementById("place-hint").textContent = data.places.length
+          ? "Choose a town to fill in its coordinates." : "No trial site in a town of that name; give coordinates.";
+      } catch (err) {
+        document.getElementById("place-hint").textContent = "Town lookup failed: " + err.message;
+      }
+    }, 250);
   });
 
   waitUntilReady();
