@@ -44,12 +44,21 @@ def patient_summary(profile: PatientProfile) -> str:
 
 def chat_transcript(messages: Sequence[dict[str, Any]]) -> tuple[dict[str, Any], ...]:
     """Each user message of a chat with the question that was pending when it was written (None for the first
-    description or when nothing was asked)."""
+    description or when nothing was asked): ``{"question", "question_key", "answer"}``."""
     out = []
     for m in messages:
         if m.get("role") != "user":
             continue
-        asked = m.get("answered")
-        question = asked.get("text") if isinstance(asked, dict) else None
-        out.append({"question": question if isinstance(question, str) else None, "answer": m["text"]})
+        asked = m.get("answered") if isinstance(m.get("answered"), dict) else {}
+        question, key = asked.get("text"), asked.get("key")
+        out.append({"question": question if isinstance(question, str) else None,
+                    "question_key": key if isinstance(key, str) else None, "answer": m["text"]})
     return tuple(out)
+
+
+def transcript_messages(transcript: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The chat's user messages back from a stored transcript, each with the question it was written under, so
+    a referral's profile is read exactly as the chat read it."""
+    return [{"role": "user", "text": t["answer"],
+             "answered": {"key": t.get("question_key"), "text": t["question"]} if t.get("question") else None}
+            for t in transcript]

@@ -295,9 +295,12 @@ def _trials_changed(refs) -> dict[int, bool | None]:  # type: ignore[no-untyped-
     return out
 
 
-def _evaluate(rt, nct_id: str, text: str):  # type: ignore[no-untyped-def]
-    """The profile of ``text`` and its match against the current version of one trial (None if not evaluated)."""
-    profile = rt.extract(text)
+def _evaluate(rt, nct_id: str, text: str, transcript=()):  # type: ignore[no-untyped-def]
+    """The patient's profile and its match against the current version of one trial (None if not evaluated).
+    A referral made from a chat is read as the chat read it (each answer with its question), so the coordinator
+    sees what the chat showed; one made from a text is that text's profile."""
+    profile = (chat.session_profile(referrals.transcript_messages(transcript), rt.extract) if transcript
+               else rt.extract(text))
     result = runtime_match(rt, profile, filters=Filters(nct_ids=frozenset({nct_id})), top_k=1)
     return profile, (result.matches[0] if result.matches else None)
 
@@ -329,7 +332,7 @@ def create_referral():  # type: ignore[no-untyped-def]
     team = principal.scope if principal is not None else None
     if team is None:  # the widget, or an admin (no team of their own)
         team = referral_team(rt.settings, body["nct_id"])
-    profile, evaluation = _evaluate(rt, body["nct_id"], text)
+    profile, evaluation = _evaluate(rt, body["nct_id"], text, transcript)
     snapshot = ReferralSnapshot(trial.title, evaluation.label.value if evaluation is not None else None,
                                 referrals.patient_summary(profile), transcript)
     ref = rt.referrals.create(body["nct_id"], text, body["contact_ref"], _actor(), session_id=body["session_id"],
@@ -366,7 +369,8 @@ def get_referral(referral_id: int):  # type: ignore[no-untyped-def]
         return jsonify(out)
     out["trial_title"] = out["trial_title"] or trial.title
     # re-computed against the current version of the trial
-    profile, evaluation = _evaluate(rt, ref.nct_id, ref.patient_text)
+    profile, evaluation = _evaluate(rt, ref.nct_id, ref.patient_text,
+                                    ref.snapshot.transcript if ref.snapshot is not None else ())
     out["profile"] = profile_to_dict(profile)
     out["evaluation"] = match_to_dict(evaluation) if evaluation is not None else None
     out["label_now"] = evaluation.label.value if evaluation is not None else None

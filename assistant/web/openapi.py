@@ -123,6 +123,7 @@ SCHEMAS: dict[str, Any] = {
         "transcript": {"type": "array", "description": "detail only: the chat's messages with the question "
                        "pending when each was written",
                        "items": {"type": "object", "properties": {"question": NULLABLE_STR,
+                                                                  "question_key": NULLABLE_STR,
                                                                   "answer": {"type": "string"}}}},
         "audit": {"type": "array", "items": {"type": "object"}}}},
     "ReferralPage": {"type": "object", "required": ["total", "referrals"], "properties": {

@@ -54,11 +54,17 @@ def test_a_referral_from_a_chat_keeps_each_answer_with_its_question(client, coor
     first = client.post(f"/api/v1/sessions/{sid}/messages", json={"text": PATIENT}).get_json()
     asked = first["next_question"]
     assert asked is not None
-    client.post(f"/api/v1/sessions/{sid}/messages", json={"text": "no"})
+    last = client.post(f"/api/v1/sessions/{sid}/messages", json={"text": "no"}).get_json()
     created = _create(client, session_id=sid)
     opened = client.get(f"/api/v1/referrals/{created['id']}", headers=_auth(coordinator_key)).get_json()
-    assert opened["transcript"] == [{"question": None, "answer": PATIENT},
-                                    {"question": asked["text"], "answer": "no"}]
+    assert opened["transcript"] == [{"question": None, "question_key": None, "answer": PATIENT},
+                                    {"question": asked["text"], "question_key": asked["key"], "answer": "no"}]
+    # the referral is read as the chat read it: the label and verdicts the chat showed last
+    shown = next(m for m in last["matches"] if m["nct_id"] == TRIAL)
+    assert created["label_at_creation"] == opened["label_now"] == shown["label"]
+    assert [(c["id"], c["verdict"]) for c in opened["evaluation"]["criteria"]] == [
+        (c["id"], c["verdict"]) for c in shown["criteria"]]
+    assert opened["profile"] == last["profile"]
 
 
 def test_a_note_alone_is_added_without_changing_the_status(client, coordinator_key):

@@ -1,7 +1,7 @@
 """The referral snapshot helpers: a one-line patient summary from the profile, the chat's questions."""
 from __future__ import annotations
 
-from assistant.referrals import chat_transcript, main_conditions, patient_summary
+from assistant.referrals import chat_transcript, main_conditions, patient_summary, transcript_messages
 from models.domain import ConditionFact, Context, PatientProfile, Span
 
 
@@ -36,7 +36,15 @@ def test_chat_transcript_pairs_each_user_message_with_the_pending_question():
                                                             "text": "Does the patient have lupus nephritis?"}},
                 {"role": "assistant", "text": "..."},
                 {"role": "user", "text": "UPCR 1.1 g/g"}]
-    assert chat_transcript(messages) == (
-        {"question": None, "answer": "52-year-old man with SLE"},
-        {"question": "Does the patient have lupus nephritis?", "answer": "no"},
-        {"question": None, "answer": "UPCR 1.1 g/g"})
+    transcript = chat_transcript(messages)
+    assert transcript == (
+        {"question": None, "question_key": None, "answer": "52-year-old man with SLE"},
+        {"question": "Does the patient have lupus nephritis?", "question_key": "condition:lupus nephritis",
+         "answer": "no"},
+        {"question": None, "question_key": None, "answer": "UPCR 1.1 g/g"})
+    # and back: the user messages with the question each was written under
+    assert transcript_messages(transcript) == [
+        {"role": "user", "text": "52-year-old man with SLE", "answered": None},
+        {"role": "user", "text": "no", "answered": {"key": "condition:lupus nephritis",
+                                                    "text": "Does the patient have lupus nephritis?"}},
+        {"role": "user", "text": "UPCR 1.1 g/g", "answered": None}]
