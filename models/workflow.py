@@ -172,7 +172,8 @@ class ReferralRepository:
 
     def create(self, nct_id: str, patient_text: str, contact_ref: str, actor: str,
                session_id: str | None = None, trial_hash: str | None = None,
-               team: str = DEFAULT_TEAM, snapshot: ReferralSnapshot | None = None) -> ReferralRecord:
+               team: str = DEFAULT_TEAM, snapshot: ReferralSnapshot | None = None,
+               note: str | None = None) -> ReferralRecord:
         now = utcnow()
         snap = snapshot or ReferralSnapshot()
         row = Referral(nct_id=nct_id, session_id=session_id, patient_text=patient_text, contact_ref=contact_ref,
@@ -180,7 +181,7 @@ class ReferralRepository:
                        team=team, trial_title=snap.trial_title, label_at_creation=snap.label,
                        patient_summary=snap.patient_summary,
                        transcript=[dict(t) for t in snap.transcript] if snapshot is not None else None)
-        row.events.append(ReferralEvent(at=now, actor=actor, action="created", to_status="new"))
+        row.events.append(ReferralEvent(at=now, actor=actor, action="created", to_status="new", note=note))
         with self.session_factory.begin() as s:
             s.add(row)
             s.flush()

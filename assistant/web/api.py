@@ -305,6 +305,9 @@ def _evaluate(rt, nct_id: str, text: str, transcript=()):  # type: ignore[no-unt
     return profile, (result.matches[0] if result.matches else None)
 
 
+CONSENT_NOTE = "the patient consented to sharing the conversation and contact details with the study team"
+
+
 @bp.post("/referrals")
 def create_referral():  # type: ignore[no-untyped-def]
     """Public (widget) or a coordinator: a coordinator's referral belongs to the coordinator's team."""
@@ -336,7 +339,8 @@ def create_referral():  # type: ignore[no-untyped-def]
     snapshot = ReferralSnapshot(trial.title, evaluation.label.value if evaluation is not None else None,
                                 referrals.patient_summary(profile), transcript)
     ref = rt.referrals.create(body["nct_id"], text, body["contact_ref"], _actor(), session_id=body["session_id"],
-                              trial_hash=content_hash(trial.raw), team=team, snapshot=snapshot)
+                              trial_hash=content_hash(trial.raw), team=team, snapshot=snapshot,
+                              note=CONSENT_NOTE if body["consent"] else None)
     return jsonify(_referral_dict(ref, trial_changed=False)), 201
 
 

@@ -107,7 +107,9 @@ SCHEMAS: dict[str, Any] = {
                             "nct_id": {"type": "string", "pattern": "^NCT[0-9]{8}$"},
                             "text": {"type": "string", "minLength": 1, "maxLength": 20000, "pattern": r"\S"},
                             "session_id": {"type": "string"},
-                            "contact_ref": {"type": "string", "minLength": 1, "maxLength": 200, "pattern": r"\S"}}},
+                            "contact_ref": {"type": "string", "minLength": 1, "maxLength": 200, "pattern": r"\S"},
+                            "consent": {"type": "boolean", "enum": [True], "description": "the patient agreed to "
+                                        "share the conversation and contact (recorded in the audit trail)"}}},
     "Referral": {"type": "object", "required": ["id", "nct_id", "status"], "properties": {
         "id": {"type": "integer"}, "nct_id": {"type": "string"},
         "team": {"type": "string", "description": "the site team that sees it (coordinator keys see only their team)"},

@@ -250,7 +250,10 @@ def parse_trial_query(args: Any) -> dict[str, Any]:
 
 def parse_referral(request: Request, settings: dict[str, Any]) -> dict[str, Any]:
     data = json_object(request)
-    _check_keys(data, {"nct_id", "text", "session_id", "contact_ref"})
+    _check_keys(data, {"nct_id", "text", "session_id", "contact_ref", "consent"})
+    consent = data.get("consent")
+    if consent is not None and consent is not True:
+        raise APIError("consent_required", "'consent' must be true: a referral is sent only with consent", 400)
     nct = data.get("nct_id")
     if not isinstance(nct, str):
         raise APIError("invalid_type", "'nct_id' must be a string", 400)
@@ -264,7 +267,7 @@ def parse_referral(request: Request, settings: dict[str, Any]) -> dict[str, Any]
     if session_id is not None and not isinstance(session_id, str):
         raise APIError("invalid_type", "'session_id' must be a string", 400)
     return {"nct_id": parse_nct_id(nct), "contact_ref": contact.strip(), "session_id": session_id,
-            "text": parse_text(text, settings) if text is not None else ""}
+            "text": parse_text(text, settings) if text is not None else "", "consent": consent is True}
 
 
 def parse_referral_query(args: Any) -> dict[str, Any]:

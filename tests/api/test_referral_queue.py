@@ -85,3 +85,18 @@ def test_a_note_alone_is_added_without_changing_the_status(client, coordinator_k
     assert client.patch(f"/api/v1/referrals/{rid}", json={"note": "x"}).status_code == 401
     missing = client.patch("/api/v1/referrals/999999", headers=auth, json={"note": "x"})
     assert missing.status_code == 404 and error_code(missing) == "referral_not_found"
+
+
+def test_consent_given_with_a_referral_is_in_the_audit_trail(client, coordinator_key):
+    from assistant.web.api import CONSENT_NOTE
+
+    with_consent = _create(client, text=PATIENT, consent=True)
+    without = _create(client, text=PATIENT)
+    auth = _auth(coordinator_key)
+    first = client.get(f"/api/v1/referrals/{with_consent['id']}", headers=auth).get_json()["audit"][0]
+    assert (first["action"], first["note"]) == ("created", CONSENT_NOTE)
+    assert client.get(f"/api/v1/referrals/{without['id']}", headers=auth).get_json()["audit"][0]["note"] is None
+    for bad in (False, "yes", 1):
+        resp = client.post("/api/v1/referrals", json={"nct_id": TRIAL, "text": PATIENT, "contact_ref": "x",
+                                                      "consent": bad})
+        assert resp.status_code == 400 and error_code(resp) == "consent_required", bad

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from assistant.matching.filters import haversine_km
+from assistant.web.api import CONSENT_NOTE
 from tests.browser.test_widget import LUPUS_PATIENT, SEED_TRIAL, send, show_all
 from tests.helpers import fixture_studies
 
@@ -86,6 +87,7 @@ def test_contact_the_study_team_then_a_coordinator_opens_and_updates_the_referra
     stored = page.request.get(f"{page.base_url}/api/v1/referrals/{referral_id}", headers=auth).json()
     assert (stored["nct_id"], stored["session_id"], stored["contact_ref"], stored["status"]) == (
         SEED_TRIAL, session_id, "phone 555-0142, afternoons", "new")
+    assert stored["audit"][0]["note"] == CONSENT_NOTE  # the ticked box is on record
     seed_then = next(m for m in data["matches"] if m["nct_id"] == SEED_TRIAL)
     assert stored["label_at_creation"] == seed_then["label"]  # what the widget showed
 

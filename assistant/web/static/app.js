@@ -132,7 +132,7 @@
       result.textContent = "Sending…";
       try {
         const ref = await call("POST", "/referrals",
-          { nct_id: m.nct_id, session_id: sessionId, contact_ref: contact.value.trim() });
+          { nct_id: m.nct_id, session_id: sessionId, contact_ref: contact.value.trim(), consent: true });
         result.textContent = "Sent. The study team of " + m.nct_id + " will contact you (reference " + ref.id + ").";
         result.classList.add("ok");
         f.querySelectorAll("input").forEach((node) => { node.disabled = true; });
