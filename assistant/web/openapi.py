@@ -78,6 +78,7 @@ SCHEMAS: dict[str, Any] = {
                   "label": {"type": "string", "enum": ["eligible", "possibly_eligible", "ineligible"]},
                   "overall_status": NULLABLE_STR, "phases": {"type": "array", "items": {"type": "string"}},
                   "cohort": NULLABLE_STR, "nearest_site_km": {"type": ["number", "null"]},
+                  "nearest_site": NULLABLE_STR,
                   "criteria": {"type": "array", "items": _ref("Criterion")},
                   "questions": {"type": "array", "items": _ref("Question")},
                   "relevant_conditions": {"type": "array", "items": {"type": "string"}}}},

@@ -217,7 +217,8 @@ def test_nearest_site_and_the_no_trial_notice_with_a_location(browser_page):
     assert seed["nearest_site_km"] == pytest.approx(haversine_km(*ORLANDO, *TAMPA), abs=0.1)
     show_all(page)
     site = page.locator(f'.matches li.match[data-nct="{SEED_TRIAL}"] .site').inner_text()
-    assert site == f"Nearest recruiting site: {seed['nearest_site_km']:,} km away"
+    assert seed["nearest_site"].endswith("Tampa, Florida, United States"), seed["nearest_site"]
+    assert site == f"Nearest recruiting site: {seed['nearest_site']}, {seed['nearest_site_km']:,} km away"
     assert page.locator("#notice").is_hidden()
 
     # far from every site: no trial, and the notice says so
@@ -289,7 +290,7 @@ def test_a_town_with_trial_sites_fills_in_the_coordinates(browser_page):
     assert seed["nearest_site_km"] == 0.0
     show_all(page)
     assert page.locator(f'.matches li.match[data-nct="{SEED_TRIAL}"] .site').inner_text() == \
-        "Nearest recruiting site: 0 km away"
+        f"Nearest recruiting site: {seed['nearest_site']}, 0 km away"
     page.get_by_label("Town or city").fill("Xyzzyville")
     page.wait_for_function("() => document.getElementById('place-hint').textContent.startsWith('No trial site')")
     assert_no_errors(page)

@@ -95,7 +95,8 @@
     if (m.nearest_site_km === null || m.nearest_site_km === undefined) {
       return el("p", { class: "site" }, "No recruiting site with a known location.");
     }
-    return el("p", { class: "site" }, "Nearest recruiting site: " + m.nearest_site_km.toLocaleString("en") + " km away");
+    return el("p", { class: "site" }, "Nearest recruiting site: " + (m.nearest_site ? m.nearest_site + ", " : "") +
+      m.nearest_site_km.toLocaleString("en") + " km away");
   }
 
   // "Contact the study team": consent checkbox + contact field, then POST /referrals with this session.
