@@ -130,6 +130,7 @@ def test_contact_the_study_team_then_a_coordinator_opens_and_updates_the_referra
         page.get_by_role("button", name="Save").click()
     assert patched.value.status == 200 and json.loads(patched.value.request.post_data) == {
         "note": "Left a voicemail; will call again Monday."}
+    page.wait_for_function("() => document.getElementById('update-result').textContent !== ''")
     assert page.locator("#update-result").inner_text() == "Saved: note added."
     audit = page.locator("#detail-audit > li")
     assert audit.count() == 2 and audit.nth(1).get_attribute("data-action") == "note"
