@@ -19,7 +19,7 @@ logger = logging.getLogger(__name__)
 
 PUBLIC_LIMITED = frozenset({"api.match", "api.create_session", "api.post_message", "api.create_referral",
                             "api.get_session", "api.delete_session", "api.list_trials", "api.get_trial",
-                            "fhir.fhir_match", "fhir.get_clinical_trial"})
+                            "fhir.fhir_match", "fhir.get_clinical_trial", "places.find_places"})
 SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "X-Frame-Options": "DENY",
@@ -193,14 +193,23 @@ def build_app(test_config: dict[str, Any] | None = None, *, services: Services |
     register_error_handlers(app)
     _init_edge_limits(app)
 
-    from assistant.web import api, fhir
+    from assistant.web import api, fhir, places
 
     app.register_blueprint(api.bp)
     app.register_blueprint(fhir.bp)
+    app.register_blueprint(places.bp)
 
     @app.get("/")
     def index():  # type: ignore[no-untyped-def]
         return send_from_directory(app.static_folder or "", "index.html")
+
+    @app.get("/coordinator")
+    def coordinator():  # type: ignore[no-untyped-def]
+        return send_from_directory(app.static_folder or "", "coordinator.html")
+
+    @app.get("/favicon.ico")
+    def favicon():  # type: ignore[no-untyped-def]
+        return send_from_directory(app.static_folder or "", "favicon.svg", mimetype="image/svg+xml")
 
     _init_limiter(app, settings)
     _init_cors_and_headers(app, list(settings["CORS_ORIGINS"]))

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from models.domain import MatchResult, PatientProfile, Question, TrialMatch, TrialRecord
+from models.workflow import ReferralRecord
 
 
 def _span_dict(span: Any) -> dict[str, Any] | None:
@@ -49,7 +50,7 @@ def match_to_dict(m: TrialMatch) -> dict[str, Any]:
     return {
         "nct_id": m.nct_id, "title": m.title, "score": m.score, "relevance": m.relevance, "label": m.label.value,
         "overall_status": m.overall_status, "phases": list(m.phases), "cohort": m.cohort,
-        "nearest_site_km": m.nearest_site_km,
+        "nearest_site_km": m.nearest_site_km, "nearest_site": m.nearest_site,
         "criteria": [{"id": v.criterion_id, "kind": v.kind.value, "text": v.text, "verdict": v.verdict.value,
                       "reason": v.reason, "evidence": [s.to_dict() for s in v.evidence], "missing": v.missing,
                       "cohort": v.cohort} for v in m.criteria],
@@ -95,3 +96,24 @@ def trial_detail(t: TrialRecord) -> dict[str, Any]:
             "criteria": [{"id": t.criterion_id(c), "kind": c.kind.value, "position": c.position, "parent": c.parent,
                           "depth": c.depth, "cohort": c.cohort, "heading": c.heading, "text": c.text,
                           "parsed": c.parsed is not None and c.parsed.parsed} for c in t.criteria]}
+
+
+def referral_to_dict(ref: ReferralRecord, with_events: bool = False,
+                     trial_changed: bool | None = None) -> dict[str, Any]:
+    """A referral as JSON. ``label_now`` here is the label at creation while the trial is unchanged (same profile,
+    same trial: matching is not re-run per row); after a change it is null until the referral is opened."""
+    snap = ref.snapshot
+    label = snap.label if snap is not None else None
+    out = {"id": ref.id, "nct_id": ref.nct_id, "session_id": ref.session_id, "contact_ref": ref.contact_ref,
+           "team": ref.team,
+           "status": ref.status, "needs_review": ref.needs_review, "created_at": ref.created_at.isoformat() + "Z",
+           "updated_at": ref.updated_at.isoformat() + "Z",
+           "trial_title": snap.trial_title if snap is not None else None,
+           "label_at_creation": label,
+           "label_now": label if trial_changed is False else None,
+           "trial_changed": trial_changed,
+           "patient_summary": snap.patient_summary if snap is not None else None}
+    if with_events:
+        out["audit"] = [{"at": e.at.isoformat() + "Z", "actor": e.actor, "action": e.action,
+                         "from_status": e.from_status, "to_status": e.to_status, "note": e.note} for e in ref.events]
+    return out

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
 from typing import Any
 
-from assistant.matching.filters import Filters, nearest_site_km
+from assistant.matching.filters import Filters, nearest_site, site_name
 from assistant.matching.questions import choose_questions, trial_questions
 from assistant.matching.ranking import evaluate_trial, is_unrelated, rank_matches
 from assistant.snapshot import CorpusSnapshot
@@ -79,7 +79,7 @@ def match_profile(profile: PatientProfile, *, snapshot: CorpusSnapshot,
                                                        and not is_unrelated(profile, m))]
     ranked = rank_matches(matches)[:top_k]
     if filters.near is not None:
-        ranked = [replace(m, nearest_site_km=_distance(trials[m.nct_id], filters)) for m in ranked]
+        ranked = [replace(m, **_nearest(trials[m.nct_id], filters)) for m in ranked]
     ranked = [replace(m, questions=trial_questions(m, sex=profile.sex)) for m in ranked]
     questions = choose_questions(ranked, asked=asked, sex=profile.sex)
     logger.info("matched: %d candidates, %d checked, %d returned in %.0f ms", len(hits.ids), len(records),
@@ -109,7 +109,9 @@ def rescore(ranker: Any, profile: PatientProfile, matches: Sequence[TrialMatch],
     return [replace(m, score=round(s, 4)) for m, s in zip(matches, score_matches(ranker, rows))]
 
 
-def _distance(trial: TrialRecord, filters: Filters) -> float | None:
+def _nearest(trial: TrialRecord, filters: Filters) -> dict[str, Any]:
     assert filters.near is not None
-    d = nearest_site_km(trial.locations, filters.near.lat, filters.near.lon)
-    return round(d, 1) if d is not None else None
+    found = nearest_site(trial.locations, filters.near.lat, filters.near.lon)
+    if found is None:
+        return {"nearest_site_km": None, "nearest_site": None}
+    return {"nearest_site_km": round(found[1], 1), "nearest_site": site_name(found[0]) or None}

@@ -31,7 +31,7 @@ from assistant.matching.filters import Filters
 from assistant.settings import Settings, as_settings
 from assistant.snapshot import CorpusSnapshot, file_lock, snapshot_key
 from models.db import create_schema, make_engine, make_session_factory
-from models.domain import MatchResult, ParsedCriterion, PatientProfile
+from models.domain import MatchResult, ParsedCriterion, PatientProfile, TrialMatch
 from models.repository import PARSER_VERSION_KEY, TrialRepository
 from models.workflow import KeyRepository, ReferralRecord, ReferralRepository, SessionRepository, SessionState
 
@@ -218,17 +218,31 @@ class Services:
         self.sessions.save_turn(state.id, messages, asked, pending, ttl)
         return ChatTurn(tuple(messages), result, reply, pending)
 
-    def reevaluate(self, referral: ReferralRecord) -> MatchResult | None:
-        """A referral's patient against the current version of its trial (None when the trial is gone).
-        A chat transcript is read turn by turn, as the chat read it; plain text is extracted as a whole."""
-        from assistant import chat
+    def reevaluate(self, referral: ReferralRecord) -> tuple[PatientProfile, TrialMatch | None]:
+        """A referral's patient against the current version of its trial (see :meth:`evaluate_referral`)."""
+        transcript = referral.snapshot.transcript if referral.snapshot is not None else ()
+        return self.evaluate_referral(referral.nct_id, referral.patient_text, transcript,
+                                      from_chat=bool(referral.session_id))
 
-        snap = self.snapshot()
-        if referral.nct_id not in snap.trials:
-            return None
-        messages = chat.parse_transcript(referral.patient_text) if referral.session_id else None
-        profile = chat.session_profile(messages, self.extract) if messages else self.extract(referral.patient_text)
-        return self.match(profile, Filters(nct_ids=frozenset({referral.nct_id})), top_k=1)
+    def evaluate_referral(self, nct_id: str, text: str, transcript: Sequence[dict[str, Any]] = (), *,
+                          from_chat: bool = False) -> tuple[PatientProfile, TrialMatch | None]:
+        """The patient's profile and its match with one trial (None when the trial is not in the snapshot).
+
+        A referral made from a chat is read as the chat read it, each answer with its question (from the
+        stored transcript, or from the "Q: / A:" text of older referrals), so the coordinator sees what the
+        chat showed; one made from a description is that description's profile.
+        """
+        from assistant import chat, referrals
+
+        if transcript:
+            messages: list[dict[str, Any]] | None = referrals.transcript_messages(transcript)
+        else:
+            messages = chat.parse_transcript(text) if from_chat else None
+        profile = chat.session_profile(messages, self.extract) if messages else self.extract(text)
+        if nct_id not in self.snapshot().trials:
+            return profile, None
+        result = self.match(profile, Filters(nct_ids=frozenset({nct_id})), top_k=1)
+        return profile, (result.matches[0] if result.matches else None)
 
     def match_parameters(self) -> dict[str, Any]:
         """The collaborators and settings :func:`assistant.service.match_profile` takes."""

@@ -336,6 +336,7 @@ class TrialMatch:
     overall_status: str | None = None
     phases: tuple[str, ...] = ()
     nearest_site_km: float | None = None
+    nearest_site: str | None = None  # "facility, city, state, country" of that site
     topical: tuple[str, ...] = ()  # the patient's affirmed conditions that the trial studies
     studied: tuple[str, ...] = ()  # the conditions the trial studies (most specific ones)
 

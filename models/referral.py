@@ -2,9 +2,9 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Optional
+from typing import Any, Optional
 
-from sqlalchemy import Boolean, DateTime, ForeignKey, Integer, String, Text
+from sqlalchemy import JSON, Boolean, DateTime, ForeignKey, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from models.db import Base
@@ -27,6 +27,11 @@ class Referral(Base):
     trial_hash: Mapped[Optional[str]] = mapped_column(String(64))
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, index=True)
     updated_at: Mapped[dt.datetime] = mapped_column(DateTime)
+    # snapshot at creation (migration 0005; None on older rows): what the queue lists without re-matching
+    trial_title: Mapped[Optional[str]] = mapped_column(String(500))
+    label_at_creation: Mapped[Optional[str]] = mapped_column(String(32))
+    patient_summary: Mapped[Optional[str]] = mapped_column(String(300))  # age, sex, main conditions
+    transcript: Mapped[Optional[list[dict[str, Any]]]] = mapped_column(JSON)  # [{"question", "answer"}] of a chat
 
     events: Mapped[list["ReferralEvent"]] = relationship(
         back_populates="referral", cascade="all, delete-orphan", order_by="ReferralEvent.id")

@@ -49,6 +49,17 @@ class UpsertCounts:
         return self
 
 
+class Place(NamedTuple):
+    """A town with trial sites: its name and the mean coordinates of its sites (an offline place lookup)."""
+
+    city: str
+    state: str | None
+    country: str | None
+    lat: float
+    lon: float
+    sites: int
+
+
 class TrialPage(NamedTuple):
     items: list[TrialRecord]
     total: int
@@ -424,6 +435,20 @@ class TrialRepository:
                     selectinload(orm.Trial.criteria), selectinload(orm.Trial.locations))
             )
             return {row.nct_id: _to_record(row) for row in rows}
+
+    def places(self, prefix: str, limit: int = 10) -> list[Place]:
+        """Towns whose name starts with ``prefix`` (any case) among the sites that have coordinates, the towns
+        with most sites first: where a patient can say where they are without an external geocoder."""
+        pattern = prefix.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        loc = orm.Location
+        with self.session_factory() as session:
+            rows = session.execute(
+                select(loc.city, loc.state, loc.country, func.avg(loc.lat), func.avg(loc.lon), func.count())
+                .where(loc.lat.is_not(None), loc.lon.is_not(None), loc.city.is_not(None),
+                       func.lower(loc.city).like(pattern, escape="\\"))
+                .group_by(loc.city, loc.state, loc.country)
+                .order_by(func.count().desc(), loc.city, loc.state, loc.country).limit(limit))
+            return [Place(r[0], r[1], r[2], round(float(r[3]), 4), round(float(r[4]), 4), int(r[5])) for r in rows]
 
     def iter_all(self, batch_size: int = 1000) -> Iterator[TrialRecord]:
         """All trials ordered by NCT id (for fitting the retriever)."""

@@ -66,6 +66,17 @@ class ReferralRecord:
     updated_at: dt.datetime
     events: tuple[AuditEvent, ...] = ()
     team: str = DEFAULT_TEAM
+    snapshot: "ReferralSnapshot | None" = None  # None: created before snapshots were stored
+
+
+@dataclass(frozen=True, slots=True)
+class ReferralSnapshot:
+    """What a referral showed when it was made: the queue lists it without re-running matching."""
+
+    trial_title: str | None = None
+    label: str | None = None
+    patient_summary: str | None = None
+    transcript: tuple[dict[str, Any], ...] = ()  # [{"question": str | None, "answer": str}] of a chat
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,8 +99,13 @@ def _state(row: ChatSession) -> SessionState:
 def _referral(row: Referral, with_events: bool = False) -> ReferralRecord:
     events = tuple(AuditEvent(e.at, e.actor, e.action, e.from_status, e.to_status, e.note)
                    for e in row.events) if with_events else ()
+    snapshot = None
+    if row.trial_title is not None or row.label_at_creation is not None or row.patient_summary is not None:
+        snapshot = ReferralSnapshot(row.trial_title, row.label_at_creation, row.patient_summary,
+                                    tuple(row.transcript or ()))
     return ReferralRecord(row.id, row.nct_id, row.session_id, row.patient_text, row.contact_ref, row.status,
-                          row.needs_review, row.trial_hash, row.created_at, row.updated_at, events, row.team)
+                          row.needs_review, row.trial_hash, row.created_at, row.updated_at, events, row.team,
+                          snapshot)
 
 
 def _checkpoint(factory: sessionmaker) -> None:
@@ -158,12 +174,16 @@ class ReferralRepository:
 
     def create(self, nct_id: str, patient_text: str, contact_ref: str, actor: str,
                session_id: str | None = None, trial_hash: str | None = None,
-               team: str = DEFAULT_TEAM) -> ReferralRecord:
+               team: str = DEFAULT_TEAM, snapshot: ReferralSnapshot | None = None,
+               note: str | None = None) -> ReferralRecord:
         now = utcnow()
+        snap = snapshot or ReferralSnapshot()
         row = Referral(nct_id=nct_id, session_id=session_id, patient_text=patient_text, contact_ref=contact_ref,
                        status="new", needs_review=False, trial_hash=trial_hash, created_at=now, updated_at=now,
-                       team=team)
-        row.events.append(ReferralEvent(at=now, actor=actor, action="created", to_status="new"))
+                       team=team, trial_title=snap.trial_title, label_at_creation=snap.label,
+                       patient_summary=snap.patient_summary,
+                       transcript=[dict(t) for t in snap.transcript] if snapshot is not None else None)
+        row.events.append(ReferralEvent(at=now, actor=actor, action="created", to_status="new", note=note))
         with self.session_factory.begin() as s:
             s.add(row)
             s.flush()
@@ -211,6 +231,19 @@ class ReferralRepository:
                                             to_status=status, note=note))
             row.status, row.updated_at = status, now
             row.needs_review = False  # a coordinator has looked at it since the trial changed
+            s.flush()
+        return self.get(referral_id, team=team)
+
+    def add_note(self, referral_id: int, actor: str, note: str, team: str | None = None) -> ReferralRecord:
+        """A note without a status change: an audit entry of its own, committed before returning."""
+        with self.session_factory.begin() as s:
+            row = s.get(Referral, referral_id, with_for_update=True)
+            if row is None or (team is not None and row.team != team):
+                raise NotFound(str(referral_id))
+            now = utcnow()
+            row.events.append(ReferralEvent(at=now, actor=actor, action="note", from_status=row.status,
+                                            to_status=row.status, note=note))
+            row.updated_at = now
             s.flush()
         return self.get(referral_id, team=team)
 

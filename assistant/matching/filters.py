@@ -52,17 +52,29 @@ def haversine_km(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
     return 2 * EARTH_RADIUS_KM * math.asin(min(1.0, math.sqrt(a)))
 
 
-def nearest_site_km(locations: Iterable[Location], lat: float, lon: float) -> float | None:
-    """Distance to the nearest recruiting site with coordinates (a site without a status counts)."""
-    best = None
+def nearest_site(locations: Iterable[Location], lat: float, lon: float) -> tuple[Location, float] | None:
+    """The nearest recruiting site with coordinates (a site without a status counts) and its distance in km."""
+    best: tuple[Location, float] | None = None
     for loc in locations:
         if loc.lat is None or loc.lon is None:
             continue
         if loc.status and loc.status.upper() not in RECRUITING_SITE_STATUSES:
             continue
         d = haversine_km(lat, lon, loc.lat, loc.lon)
-        best = d if best is None or d < best else best
+        if best is None or d < best[1]:
+            best = (loc, d)
     return best
+
+
+def nearest_site_km(locations: Iterable[Location], lat: float, lon: float) -> float | None:
+    """Distance to the nearest recruiting site with coordinates (a site without a status counts)."""
+    found = nearest_site(locations, lat, lon)
+    return found[1] if found is not None else None
+
+
+def site_name(loc: Location) -> str:
+    """``facility, city, state, country`` (the parts that are known)."""
+    return ", ".join(p for p in (loc.facility, loc.city, loc.state, loc.country) if p)
 
 
 def _norm(value: str | None) -> str:

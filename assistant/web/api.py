@@ -14,7 +14,7 @@ from typing import Any, Callable
 
 from flask import Blueprint, current_app, g, jsonify, request
 
-from assistant import chat, responses
+from assistant import chat, referrals, responses
 from assistant.responses import (
     match_result_to_dict,
     match_to_dict,
@@ -23,7 +23,7 @@ from assistant.responses import (
 from assistant.web import fhir, schemas
 from assistant.web.errors import APIError
 from models.repository import TrialNotFound, content_hash
-from models.workflow import REFERRAL_STATUSES, NotFound, Principal, check_team
+from models.workflow import REFERRAL_STATUSES, NotFound, Principal, ReferralSnapshot, check_team
 
 logger = logging.getLogger(__name__)
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
@@ -259,15 +259,18 @@ def _check_team_settings(state) -> None:  # type: ignore[no-untyped-def]
         default_team(rt.settings)
 
 
-def _referral_dict(ref, with_events: bool = False) -> dict[str, Any]:  # type: ignore[no-untyped-def]
-    out = {"id": ref.id, "nct_id": ref.nct_id, "session_id": ref.session_id, "contact_ref": ref.contact_ref,
-           "team": ref.team,
-           "status": ref.status, "needs_review": ref.needs_review, "created_at": ref.created_at.isoformat() + "Z",
-           "updated_at": ref.updated_at.isoformat() + "Z"}
-    if with_events:
-        out["audit"] = [{"at": e.at.isoformat() + "Z", "actor": e.actor, "action": e.action,
-                         "from_status": e.from_status, "to_status": e.to_status, "note": e.note} for e in ref.events]
+def _trials_changed(refs) -> dict[int, bool | None]:  # type: ignore[no-untyped-def]
+    """Referral id -> has its trial's content changed since the referral was made (None: trial gone or no hash
+    stored). One query for the whole page."""
+    stored = runtime().repo.stored_state({r.nct_id for r in refs})
+    out: dict[int, bool | None] = {}
+    for r in refs:
+        state = stored.get(r.nct_id)
+        out[r.id] = None if state is None or r.trial_hash is None else state[0] != r.trial_hash
     return out
+
+
+CONSENT_NOTE = "the patient consented to sharing the conversation and contact details with the study team"
 
 
 @bp.post("/referrals")
@@ -282,10 +285,13 @@ def create_referral():  # type: ignore[no-untyped-def]
         g.principal = principal
     body = schemas.parse_referral(request, rt.settings)
     text = body["text"]
+    transcript: tuple[dict[str, Any], ...] = ()
     if body["session_id"]:
         state = _session(body["session_id"])
-        # the questions with their answers ("Q: ... / A: ..."), read back the same way on re-evaluation
+        # the questions with their answers ("Q: ... / A: ...") for the coordinator to read; the same turns are
+        # stored as a structured transcript and re-read exactly as the chat read them
         text = chat.render_transcript(state.messages)
+        transcript = referrals.chat_transcript(state.messages)
         if not chat.transcript_text(state.messages).strip():
             raise APIError("invalid_request", "the session has no patient description yet", 400)
     try:
@@ -296,9 +302,13 @@ def create_referral():  # type: ignore[no-untyped-def]
     team = principal.scope if principal is not None else None
     if team is None:  # the widget, or an admin (no team of their own)
         team = referral_team(rt.settings, body["nct_id"])
+    profile, evaluation = rt.evaluate_referral(body["nct_id"], text, transcript, from_chat=bool(body["session_id"]))
+    snapshot = ReferralSnapshot(trial.title, evaluation.label.value if evaluation is not None else None,
+                                referrals.patient_summary(profile), transcript)
     ref = rt.referrals.create(body["nct_id"], text, body["contact_ref"], _actor(), session_id=body["session_id"],
-                              trial_hash=content_hash(trial.raw), team=team)
-    return jsonify(_referral_dict(ref)), 201
+                              trial_hash=content_hash(trial.raw), team=team, snapshot=snapshot,
+                              note=CONSENT_NOTE if body["consent"] else None)
+    return jsonify(responses.referral_to_dict(ref, trial_changed=False)), 201
 
 
 @bp.get("/referrals")
@@ -306,7 +316,9 @@ def create_referral():  # type: ignore[no-untyped-def]
 def list_referrals():  # type: ignore[no-untyped-def]
     args = schemas.parse_referral_query(request.args)
     items, total = runtime().referrals.list(**args, team=_scope())
-    return jsonify({"total": total, "page": args["page"], "referrals": [_referral_dict(r) for r in items]})
+    changed = _trials_changed(items)
+    return jsonify({"total": total, "page": args["page"],
+                    "referrals": [responses.referral_to_dict(r, trial_changed=changed[r.id]) for r in items]})
 
 
 @bp.get("/referrals/<int:referral_id>")
@@ -318,14 +330,16 @@ def get_referral(referral_id: int):  # type: ignore[no-untyped-def]
         ref = rt.referrals.get(referral_id, team=_scope())  # another team's referral: 404, as if absent
     except NotFound:
         raise APIError("referral_not_found", f"no referral {referral_id}", 404) from None
-    out = _referral_dict(ref, with_events=True)
+    out = responses.referral_to_dict(ref, with_events=True, trial_changed=_trials_changed([ref])[ref.id])
     out["patient_text"] = ref.patient_text
-    result = rt.reevaluate(ref)  # against the current version of the trial
-    if result is None:
-        out["evaluation"] = None
-        return jsonify(out)
-    out["profile"] = profile_to_dict(result.profile)
-    out["evaluation"] = match_to_dict(result.matches[0]) if result.matches else None
+    out["transcript"] = list(ref.snapshot.transcript) if ref.snapshot is not None else []
+    profile, evaluation = rt.reevaluate(ref)  # against the current version of the trial
+    out["profile"] = profile_to_dict(profile)
+    out["evaluation"] = match_to_dict(evaluation) if evaluation is not None else None
+    out["label_now"] = evaluation.label.value if evaluation is not None else None
+    out["trial_title"] = out["trial_title"] or (evaluation.title if evaluation is not None else None)
+    if out["patient_summary"] is None:
+        out["patient_summary"] = referrals.patient_summary(profile)
     return jsonify(out)
 
 
@@ -334,12 +348,15 @@ def get_referral(referral_id: int):  # type: ignore[no-untyped-def]
 def update_referral(referral_id: int):  # type: ignore[no-untyped-def]
     referral_id = _referral_id(referral_id)
     body = schemas.parse_status_change(request)
+    repo = runtime().referrals
     try:
-        ref = runtime().referrals.change_status(referral_id, body["status"], _actor(), body["note"],
-                                                team=_scope())
+        if body["status"] is None:  # a note alone: the status stays
+            ref = repo.add_note(referral_id, _actor(), body["note"], team=_scope())
+        else:
+            ref = repo.change_status(referral_id, body["status"], _actor(), body["note"], team=_scope())
     except NotFound:
         raise APIError("referral_not_found", f"no referral {referral_id}", 404) from None
-    return jsonify(_referral_dict(ref, with_events=True))
+    return jsonify(responses.referral_to_dict(ref, with_events=True, trial_changed=_trials_changed([ref])[ref.id]))
 
 
 @bp.delete("/referrals/<int:referral_id>")

@@ -125,6 +125,7 @@ SCHEMAS: dict[str, Any] = {
                   "label": {"type": "string", "enum": ["eligible", "possibly_eligible", "ineligible"]},
                   "overall_status": NULLABLE_STR, "phases": {"type": "array", "items": {"type": "string"}},
                   "cohort": NULLABLE_STR, "nearest_site_km": {"type": ["number", "null"]},
+                  "nearest_site": NULLABLE_STR,
                   "criteria": {"type": "array", "items": _ref("Criterion")},
                   "questions": {"type": "array", "items": _ref("Question")},
                   "relevant_conditions": {"type": "array", "items": {"type": "string"}}}},
@@ -154,17 +155,38 @@ SCHEMAS: dict[str, Any] = {
                             "nct_id": {"type": "string", "pattern": "^NCT[0-9]{8}$"},
                             "text": {"type": "string", "minLength": 1, "maxLength": 20000, "pattern": r"\S"},
                             "session_id": {"type": "string"},
-                            "contact_ref": {"type": "string", "minLength": 1, "maxLength": 200, "pattern": r"\S"}}},
+                            "contact_ref": {"type": "string", "minLength": 1, "maxLength": 200, "pattern": r"\S"},
+                            "consent": {"type": "boolean", "enum": [True], "description": "the patient agreed to "
+                                        "share the conversation and contact (recorded in the audit trail)"}}},
     "Referral": {"type": "object", "required": ["id", "nct_id", "status"], "properties": {
         "id": {"type": "integer"}, "nct_id": {"type": "string"},
         "team": {"type": "string", "description": "the site team that sees it (coordinator keys see only their team)"},
         "status": {"type": "string", "enum": REFERRAL_STATUS}, "needs_review": {"type": "boolean"},
+        "trial_title": {**NULLABLE_STR, "description": "the trial's title when the referral was made"},
+        "label_at_creation": {**NULLABLE_STR, "description": "the trial's label for the patient when referred"},
+        "label_now": {**NULLABLE_STR, "description": "list: the label at creation while the trial is unchanged, "
+                      "null after a change; detail: re-computed against the current trial"},
+        "trial_changed": {"type": ["boolean", "null"],
+                          "description": "the trial's record changed since the referral (null: unknown)"},
+        "patient_summary": {**NULLABLE_STR, "description": "age, sex and main conditions from the extracted "
+                            "profile (never the patient's words)"},
+        "transcript": {"type": "array", "description": "detail only: the chat's messages with the question "
+                       "pending when each was written",
+                       "items": {"type": "object", "properties": {"question": NULLABLE_STR,
+                                                                  "question_key": NULLABLE_STR,
+                                                                  "answer": {"type": "string"}}}},
         "audit": {"type": "array", "items": {"type": "object"}}}},
     "ReferralPage": {"type": "object", "required": ["total", "referrals"], "properties": {
         "total": {"type": "integer"}, "page": {"type": "integer"},
         "referrals": {"type": "array", "items": _ref("Referral")}}},
-    "StatusChange": {"type": "object", "required": ["status"], "additionalProperties": False, "properties": {
-        "status": {"type": "string", "enum": REFERRAL_STATUS}, "note": {"type": "string", "maxLength": 2000}}},
+    "StatusChange": {"type": "object", "additionalProperties": False, "minProperties": 1,
+                     "description": "a status, a note, or both (a note alone leaves the status as it is)",
+                     "properties": {"status": {"type": "string", "enum": REFERRAL_STATUS},
+                                    "note": {"type": "string", "maxLength": 2000, "pattern": r"\S"}}},
+    "PlaceList": {"type": "object", "required": ["places"], "properties": {"places": {"type": "array", "items": {
+        "type": "object", "required": ["city", "lat", "lon", "sites"], "properties": {
+            "city": {"type": "string"}, "state": NULLABLE_STR, "country": NULLABLE_STR,
+            "lat": {"type": "number"}, "lon": {"type": "number"}, "sites": {"type": "integer"}}}}}},
     "Health": {"type": "object", "required": ["status", "database", "trials"], "properties": {
         "status": {"type": "string"}, "database": {"type": "string"}, "trials": {"type": "integer"},
         "index": {"type": "string"}, "corpus_version": NULLABLE_STR}},
@@ -239,6 +261,11 @@ def openapi_document() -> dict[str, Any]:
             "delete": {"operationId": "deleteReferral", "summary": "Admin: erase a referral and its patient text",
                        "security": SECURED, "parameters": [REFERRAL_PARAM],
                        "responses": {"204": {"description": "Deleted"}, **_errors(401, 403, 404)}}},
+        "/api/v1/places": {"get": {
+            "operationId": "findPlaces", "summary": "Towns with trial sites whose name starts with q (offline lookup)",
+            "parameters": [{"name": "q", "in": "query", "required": True,
+                            "schema": {"type": "string", "minLength": 2, "maxLength": 100, "pattern": r"\S"}}],
+            "responses": {"200": _json(_ref("PlaceList")), **_errors(400, 429)}}},
         "/api/v1/referral-statuses": {"get": {"operationId": "referralStatuses", "summary": "Referral statuses",
                                               "responses": {"200": _json({"type": "object"})}}},
     }

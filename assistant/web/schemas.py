@@ -259,7 +259,10 @@ def parse_trial_query(args: Any) -> dict[str, Any]:
 
 def parse_referral(request: Request, settings: dict[str, Any]) -> dict[str, Any]:
     data = json_object(request)
-    _check_keys(data, {"nct_id", "text", "session_id", "contact_ref"})
+    _check_keys(data, {"nct_id", "text", "session_id", "contact_ref", "consent"})
+    consent = data.get("consent")
+    if consent is not None and consent is not True:
+        raise APIError("consent_required", "'consent' must be true: a referral is sent only with consent", 400)
     nct = data.get("nct_id")
     if not isinstance(nct, str):
         raise APIError("invalid_type", "'nct_id' must be a string", 400)
@@ -273,7 +276,7 @@ def parse_referral(request: Request, settings: dict[str, Any]) -> dict[str, Any]
     if session_id is not None and not isinstance(session_id, str):
         raise APIError("invalid_type", "'session_id' must be a string", 400)
     return {"nct_id": parse_nct_id(nct), "contact_ref": contact.strip(), "session_id": session_id,
-            "text": parse_text(text, settings) if text is not None else ""}
+            "text": parse_text(text, settings) if text is not None else "", "consent": consent is True}
 
 
 def parse_referral_query(args: Any) -> dict[str, Any]:
@@ -294,12 +297,17 @@ def parse_referral_query(args: Any) -> dict[str, Any]:
 
 
 def parse_status_change(request: Request) -> dict[str, Any]:
+    """``status``, ``note`` or both: a note alone is added to the audit trail without changing the status."""
     data = json_object(request)
     _check_keys(data, {"status", "note"})
     status = data.get("status")
-    if status not in REFERRAL_STATUSES:
-        raise APIError("invalid_status", f"status must be one of {', '.join(REFERRAL_STATUSES)}", 400)
     note = data.get("note")
     if note is not None and (not isinstance(note, str) or len(note) > 2000):
         raise APIError("invalid_type", "'note' must be a string of at most 2000 characters", 400)
+    if status is None:
+        if note is None or not note.strip():
+            raise APIError("invalid_request", "give a 'status', a non-empty 'note', or both", 400)
+        return {"status": None, "note": note.strip()}
+    if status not in REFERRAL_STATUSES:
+        raise APIError("invalid_status", f"status must be one of {', '.join(REFERRAL_STATUSES)}", 400)
     return {"status": status, "note": note}

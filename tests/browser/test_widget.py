@@ -59,8 +59,15 @@ def send(page, text: str) -> dict:
     return resp.value.json()
 
 
+def show_all(page) -> None:
+    """Expand the collapsed "trials the patient may not qualify for" section when there is one."""
+    section = page.locator("#ineligible-section")
+    if section.is_visible() and section.get_attribute("open") is None:
+        section.locator("summary").first.click()
+
+
 def verdicts_of(page, nct_id: str) -> list[tuple[str, str, str]]:
-    items = page.locator(f'#matches li.match[data-nct="{nct_id}"] ul.criteria > li')
+    items = page.locator(f'.matches li.match[data-nct="{nct_id}"] ul.criteria > li')
     return [(li.get_attribute("data-kind"), li.get_attribute("data-verdict"), li.locator(".reason").inner_text())
             for li in items.all()]
 
@@ -104,7 +111,8 @@ def test_describe_patient_then_answer_follow_up(browser_page):
     assert "not medical advice" in transcript.nth(1).inner_text()
 
     # The seed trial is listed with a label.
-    match = page.locator(f'#matches li.match[data-nct="{SEED_TRIAL}"]')
+    show_all(page)
+    match = page.locator(f'.matches li.match[data-nct="{SEED_TRIAL}"]')
     match.wait_for()
     assert match.get_attribute("data-label") in ("eligible", "possibly_eligible", "ineligible")
     label = match.locator(".label").inner_text().strip()
@@ -147,7 +155,8 @@ def test_describe_patient_then_answer_follow_up(browser_page):
     answer = answer_for(asked["key"], question_text.removeprefix("Follow-up question: "))
     data2 = send(page, answer)
     assert page.locator("#transcript > li").count() == 4
-    match = page.locator(f'#matches li.match[data-nct="{SEED_TRIAL}"]')
+    show_all(page)
+    match = page.locator(f'.matches li.match[data-nct="{SEED_TRIAL}"]')
     match.wait_for()
     match.locator("summary").click()
     match.locator("ul.criteria").wait_for(state="visible")
@@ -183,7 +192,7 @@ def test_end_session_deletes_data(browser_page):
     stored = page.request.get(session_url)
     assert stored.status == 200
     assert any(m["text"] == LUPUS_PATIENT for m in stored.json()["messages"])
-    assert page.locator("#matches li.match").count() > 0
+    assert page.locator(".matches li.match").count() > 0
 
     with page.expect_response(lambda r: r.url == session_url and r.request.method == "DELETE") as deleted:
         page.get_by_role("button", name="End session and delete data").click()
@@ -191,7 +200,8 @@ def test_end_session_deletes_data(browser_page):
     page.wait_for_function("() => document.getElementById('transcript').children.length === 0")
     assert page.locator("#transcript > li").count() == 0
     assert page.locator("#transcript").inner_text().strip() == ""
-    assert page.locator("#matches li").count() == 0
+    assert page.locator(".matches li").count() == 0
+    assert page.locator("#ineligible-section").is_hidden()
     assert page.locator("#question").is_hidden()
     assert "deleted" in page.get_by_role("status").inner_text()
     assert page.request.get(session_url).status == 404

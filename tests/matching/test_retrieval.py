@@ -180,3 +180,15 @@ def test_field_scores_are_the_per_field_cosines():
         assert set(got) == set(DEFAULT_FIELD_WEIGHTS)
         for name in DEFAULT_FIELD_WEIGHTS:
             np.testing.assert_allclose(got[name], [fields[name][4] @ q, 0.0, fields[name][0] @ q], atol=1e-5)
+
+
+def test_nearest_site_names_the_recruiting_site_it_measured():
+    from assistant.matching.filters import nearest_site, site_name
+
+    far = Location(facility="North Clinic", city="A", country="X", status="RECRUITING", lat=0.0, lon=2.0)
+    near = Location(facility="South Clinic", city="B", state="S", country="X", status="RECRUITING", lat=0.0, lon=1.0)
+    closed = Location(facility="Closed", status="COMPLETED", lat=0.0, lon=0.0)
+    loc, km = nearest_site([far, closed, near], 0.0, 0.0)
+    assert loc == near and km == haversine_km(0, 0, 0, 1)
+    assert site_name(loc) == "South Clinic, B, S, X" and site_name(Location(city="C")) == "C"
+    assert nearest_site([closed], 0, 0) is None
