@@ -187,7 +187,8 @@ def post_message(session_id: str):  # type: ignore[no-untyped-def]
     data = match_result_to_dict(turn.result)
     profile_data = chat.annotate_turns(data["profile"], list(turn.messages))  # each fact: which turn stated it
     return jsonify({"session_id": session_id, "reply": turn.reply, "profile": profile_data,
-                    "matches": data["matches"], "questions": data["questions"], "next_question": turn.next_question})
+                    "matches": data["matches"], "questions": data["questions"], "next_question": turn.next_question,
+                    "notice": data["notice"]})
 
 
 # --------------------------------------------------------------------------- referrals

@@ -149,7 +149,8 @@ SCHEMAS: dict[str, Any] = {
               "properties": {"session_id": {"type": "string"}, "reply": {"type": "string"},
                              "profile": {"type": "object"}, "matches": {"type": "array", "items": _ref("Match")},
                              "questions": {"type": "array", "items": _ref("Question")},
-                             "next_question": {"oneOf": [_ref("Question"), {"type": "null"}]}}},
+                             "next_question": {"oneOf": [_ref("Question"), {"type": "null"}]},
+                             "notice": {"type": ["string", "null"]}}},
     "ReferralRequest": {"type": "object", "required": ["nct_id", "contact_ref"], "additionalProperties": False,
                         "properties": {
                             "nct_id": {"type": "string", "pattern": "^NCT[0-9]{8}$"},
