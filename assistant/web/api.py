@@ -336,6 +336,8 @@ def get_referral(referral_id: int):  # type: ignore[no-untyped-def]
     out["transcript"] = list(ref.snapshot.transcript) if ref.snapshot is not None else []
     profile, evaluation = rt.reevaluate(ref)  # against the current version of the trial
     out["profile"] = profile_to_dict(profile)
+    if ref.snapshot is not None and ref.snapshot.transcript:  # each fact says which chat turn stated it
+        out["profile"] = chat.annotate_turns(out["profile"], referrals.transcript_messages(ref.snapshot.transcript))
     out["evaluation"] = match_to_dict(evaluation) if evaluation is not None else None
     out["label_now"] = evaluation.label.value if evaluation is not None else None
     out["trial_title"] = out["trial_title"] or (evaluation.title if evaluation is not None else None)
