@@ -222,28 +222,27 @@ class ReferralRepository:
     def change_status(self, referral_id: int, status: str, actor: str, note: str | None,
                       team: str | None = None) -> ReferralRecord:
         """Status and audit entry in one transaction, committed before returning."""
-        with self.session_factory.begin() as s:
-            row = s.get(Referral, referral_id, with_for_update=True)
-            if row is None or (team is not None and row.team != team):
-                raise NotFound(str(referral_id))
-            now = utcnow()
-            row.events.append(ReferralEvent(at=now, actor=actor, action="status", from_status=row.status,
-                                            to_status=status, note=note))
-            row.status, row.updated_at = status, now
-            row.needs_review = False  # a coordinator has looked at it since the trial changed
-            s.flush()
-        return self.get(referral_id, team=team)
+        return self._record(referral_id, actor, "status", status, note, team)
 
     def add_note(self, referral_id: int, actor: str, note: str, team: str | None = None) -> ReferralRecord:
         """A note without a status change: an audit entry of its own, committed before returning."""
+        return self._record(referral_id, actor, "note", None, note, team)
+
+    def _record(self, referral_id: int, actor: str, action: str, status: str | None, note: str | None,
+                team: str | None) -> ReferralRecord:
+        """One audit entry (and the new status, if any) in one transaction; a status change also clears the
+        review flag (a coordinator has looked at it since the trial changed)."""
         with self.session_factory.begin() as s:
             row = s.get(Referral, referral_id, with_for_update=True)
             if row is None or (team is not None and row.team != team):
                 raise NotFound(str(referral_id))
             now = utcnow()
-            row.events.append(ReferralEvent(at=now, actor=actor, action="note", from_status=row.status,
-                                            to_status=row.status, note=note))
+            row.events.append(ReferralEvent(at=now, actor=actor, action=action, from_status=row.status,
+                                            to_status=status or row.status, note=note))
             row.updated_at = now
+            if status is not None:
+                row.status = status
+                row.needs_review = False
             s.flush()
         return self.get(referral_id, team=team)
 
