@@ -589,12 +589,9 @@ def check_requirement(profile: PatientProfile, req: Requirement, ctx: CheckConte
             and req.within_days is None):
         req = replace(req, within_days=req.min_days_ago, min_days_ago=None)
     if req.type == "therapy" and ctx.reaction_to_drug:
-        # an absence requirement is the inverse of its presence check, for reactions as for everything else
-        # ("No prior reaction to X": a reaction not mentioned is read as absent, so the inclusion is met)
-        finding = _drug_reaction(profile, req, ctx, looks_for_exclusion)
-    else:
-        finding = CHECKS[req.type](profile, req, ctx)
-    if reading is not None and finding.assumed and not finding.basis:  # the reaction check cites its own
+        return _drug_reaction(profile, req, ctx, looks_for_exclusion)
+    finding = CHECKS[req.type](profile, req, ctx)
+    if reading is not None and finding.assumed:
         finding = replace(finding, basis=reading.why)
     elif reading is not None and finding.truth is Truth.UNKNOWN and not finding.evidence:
         finding = replace(finding, clause=f"{finding.clause} (not assumed absent: {reading.why})")
