@@ -667,9 +667,6 @@ def check_criterion(profile: PatientProfile, criterion: CriterionText, criterion
     quoted = f'{kind_word} "{_short(criterion.text)}"'
     parsed = criterion.parsed
     base = dict(criterion_id=criterion_id, kind=criterion.kind, text=criterion.text, cohort=criterion.cohort)
-    if parsed is not None and BOTH_SEXES_RE.search(criterion.text) and any(g.type == "sex" for g in parsed.guards):
-        # a criterion that names both sexes ("Men or non-pregnant women") restricts neither, guards included
-        parsed = replace(parsed, guards=tuple(g for g in parsed.guards if g.type != "sex"))
     if parsed is not None and parsed.guards and (not parsed.parsed or not parsed.requirements):
         # "For participants taking X: <unstructured>": the guard still decides whether it applies at all
         guard_truth, guard_findings = combine([_check_guard(profile, g, ctx) for g in parsed.guards], "all")
