@@ -830,15 +830,9 @@ def _content_stems(text: str) -> set[str]:
 UNCOVERED_LIMIT = 5  # content words outside every parsed requirement that make a positive verdict unsure
 
 
-CODE_PAREN_RE = re.compile(r"\([^()]*\b(?:icd|cpt|snomed|code|codes|hcpcs|loinc)\b[^()]*\)", re.IGNORECASE)
-
-
 def uncovered_words(text: str, requirements: Sequence[Requirement]) -> list[str]:
     """Content words of a criterion that no parsed requirement covers (in text order)."""
     covered = sorted((r.span.start, r.span.end) for r in requirements)
-    # a parenthesis that cites codes ("(ICD9-211.3, procedure code 45385)") restates the criterion for billing;
-    # it adds no requirement to read
-    covered += [(m.start(), m.end()) for m in CODE_PAREN_RE.finditer(text)]
     out: list[str] = []
     for m in _WORD_RE.finditer(text.lower()):
         word = m.group(0)
