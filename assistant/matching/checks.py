@@ -843,18 +843,6 @@ def uncovered_words(text: str, requirements: Sequence[Requirement]) -> list[str]
     return out
 
 
-def _clinical_text(profile: PatientProfile) -> str:
-    """The description without its consent statement: words about consent and compliance ("will provide informed
-    consent and comply with the protocol") say nothing clinical, so they do not relate a criterion to the patient."""
-    span = profile.consent_span
-    if span is None:
-        return profile.text
-    text = profile.text
-    start = max(text.rfind(".", 0, span.start), text.rfind("\n", 0, span.start)) + 1
-    ends = [i for i in (text.find(".", span.end), text.find("\n", span.end)) if i >= 0]
-    return text[:start] + " " + text[min(ends) + 1 if ends else len(text):]
-
-
 def _unstructured_verdict(profile: PatientProfile, criterion: CriterionText, quoted: str,
                           base: dict, ignore: Sequence[Span] = ()) -> CriterionVerdict:
     """Lexical fallback for a criterion the parser could not structure.
@@ -866,8 +854,7 @@ def _unstructured_verdict(profile: PatientProfile, criterion: CriterionText, quo
     text = criterion.text
     for span in ignore:
         text = text.replace(span.text, " ")
-    shared = _content_stems(text) & _content_stems(_clinical_text(profile)) - {"woman", "women", "femal", "male",
-                                                                             "girls"}
+    shared = _content_stems(text) & _content_stems(profile.text) - {"woman", "women", "femal", "male", "girls"}
     if criterion.kind is CriterionKind.EXCLUSION and profile.text and not shared:
         return CriterionVerdict(**base, verdict=Verdict.NOT_MET, assumed=True,
                                 reason=f"{quoted}: exclusion does not apply — nothing in the description relates to "

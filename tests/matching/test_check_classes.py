@@ -185,14 +185,3 @@ def test_no_patients_with_x_in_an_exclusion_list_means_x_excludes():
     without = PatientProfile(text="Gout.")
     v = verdict(without, crit(EXC, text, req))
     assert v.verdict is Verdict.NOT_MET and v.assumed
-
-
-def test_consent_wording_does_not_relate_an_unstructured_exclusion_to_the_patient():
-    text = "Unable to comply with the weekly home visits of the study nurse"
-    note = "A 60-year-old man with gout. He will provide informed consent and comply with the study schedule."
-    unparsed = CriterionText(kind=EXC, position=0, text=text, parsed=ParsedCriterion(text=text, parsed=False))
-    consent = at(note, "provide informed consent")
-    v = verdict(PatientProfile(text=note, consent_span=consent), unparsed)
-    assert v.verdict is Verdict.NOT_MET and v.assumed
-    clinical = "A 60-year-old man with gout. Weekly home visits by a nurse dress his leg ulcer."
-    assert verdict(PatientProfile(text=clinical), unparsed).verdict is Verdict.UNKNOWN
