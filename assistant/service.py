@@ -27,18 +27,25 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_CHECK_DEPTH = 60
 CONCEPT_WEIGHT = 0.3  # normalized conditions + synonyms, relative to the raw text (measured on dev sets)
+# The concept part carries what the patient has, not what was observed: symptoms and findings (lexicon category
+# "finding") stay in the raw text only. Trials are about diseases; boosting a symptom's synonyms pulls up trials
+# about the symptom (docs/quality.md: SIGIR and TREC better on both halves).
+QUERY_SKIP_CATEGORIES = frozenset({"finding"})
 
 
 def build_query(profile: PatientProfile, synonyms: Callable[[str], Iterable[str]]) -> list[tuple[str, float]]:
     """Weighted query parts: the text, the affirmed conditions with synonyms, the therapies.
 
     Negated and family-history conditions are left out of the concept part so a
-    "no lupus" description does not pull lupus trials up by its concepts.
+    "no lupus" description does not pull lupus trials up by its concepts; so are
+    symptoms and findings (QUERY_SKIP_CATEGORIES).
     """
     concepts: list[str] = []
     for fact in profile.conditions:
         c = fact.context
         if c.negated or c.family or c.hypothetical:
+            continue
+        if fact.category in QUERY_SKIP_CATEGORIES:
             continue
         concepts.append(fact.concept)
         concepts.extend(list(synonyms(fact.concept))[:4])

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from assistant.evaluation import corpus_runtime, half_of, read_qrels, read_queries, score_run
+from assistant.evaluation import HALVES, corpus_runtime, half_of, read_qrels, read_queries, score_run
 
 logger = logging.getLogger(__name__)
 DEPTH = 100
@@ -107,7 +107,11 @@ def train(topics: list[dict[str, Any]], folds: int = 5, seed: int = 0) -> dict[s
     for name in runs_oof:
         qrels = {t["qid"]: t["qrels"] for t in topics if t["set"] == name}
         report_sets[name] = {"n_topics": len(qrels), "out_of_fold": score_run(qrels, runs_oof[name]),
-                             "hand_set_weights": score_run(qrels, runs_base[name])}
+                             "hand_set_weights": score_run(qrels, runs_base[name]),
+                             "out_of_fold_by_half": {  # the topics of each half (assistant.evaluation.half_of)
+                                 half: score_run({q: qrels[q] for q in qs}, {q: runs_oof[name][q] for q in qs})
+                                 for half in HALVES
+                                 if (qs := [q for q in runs_oof[name] if half_of(q) == half])}}
         for k in range(folds):
             qs = [t["qid"] for t in topics if t["set"] == name and fold_of.get(t["group"]) == k]
             if qs:

@@ -44,6 +44,7 @@ def main() -> None:
     ap.add_argument("--studies", action="append", required=True)
     ap.add_argument("--queries", required=True)
     ap.add_argument("--qrels", required=True)
+    ap.add_argument("--details", action="store_true", help="also print each false exclusion's deciding reason")
     args = ap.parse_args()
     rt = Services(load_settings({"AUTOLOAD_BUNDLED": False}))
     queries, qrels = read_queries(Path(args.queries)), read_qrels(Path(args.qrels))
@@ -53,6 +54,7 @@ def main() -> None:
     params = inspect.signature(evaluate_trial).parameters  # also runs on older checkouts, for "before" counts
     extra = {k: getattr(rt, v) for k, v in (("category_of", "category_of"), ("related", "is_related")) if k in params}
     counts: Counter = Counter()
+    details: list[str] = []
     n = 0
     for qid, judged in sorted(qrels.items()):
         if qid not in queries or half_of(qid) != "A":
@@ -66,14 +68,23 @@ def main() -> None:
             ineligible = match.label is TrialLabel.INELIGIBLE
             if grade == EXCLUDED and not ineligible:
                 counts["missed exclusion (judged excluded, not labelled ineligible)"] += 1
+                if args.details:
+                    unknown = [v.reason for v in match.criteria if v.verdict is Verdict.UNKNOWN]
+                    details.append(f"{qid}\t{nct}\tmissed exclusion ({match.label.value}, {len(unknown)} unknown)"
+                                   f"\t" + " | ".join(unknown))
             elif grade == ELIGIBLE and ineligible:
                 first = next(v for v in match.criteria if (v.kind is CriterionKind.INCLUSION and v.verdict is
                                                            Verdict.NOT_MET) or (v.kind is CriterionKind.EXCLUSION
                                                                                 and v.verdict is Verdict.MET))
-                counts["false exclusion: " + classify(first.reason)] += 1
+                name = "false exclusion: " + classify(first.reason)
+                counts[name] += 1
+                if args.details:
+                    details.append(f"{qid}\t{nct}\t{name}\t{first.reason}")
     print(f"{n} judged pairs on half A, {sum(counts.values())} errors")
     for name, k in counts.most_common():
         print(f"{k:4d}  {name}")
+    for line in details:
+        print(line)
 
 
 if __name__ == "__main__":

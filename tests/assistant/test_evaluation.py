@@ -90,4 +90,6 @@ def test_training_reports_out_of_fold_figures_per_fold():
     assert report["split"] == "GroupKFold by topic" and len(report["per_fold"]) == 5
     own = report["sets"]["own"]
     assert own["out_of_fold"]["ndcg@10"] > own["hand_set_weights"]["ndcg@10"]
+    by_half = own["out_of_fold_by_half"]  # every topic counted in exactly one half
+    assert set(by_half) <= {"A", "B"} and by_half and all("ndcg@10" in v for v in by_half.values())
     assert set(result["model"]) >= {"features", "coef", "mean", "scale", "intercept"}

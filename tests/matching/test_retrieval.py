@@ -192,3 +192,18 @@ def test_nearest_site_names_the_recruiting_site_it_measured():
     assert loc == near and km == haversine_km(0, 0, 0, 1)
     assert site_name(loc) == "South Clinic, B, S, X" and site_name(Location(city="C")) == "C"
     assert nearest_site([closed], 0, 0) is None
+
+
+def test_query_concepts_carry_diagnoses_not_symptoms():
+    from assistant.service import build_query
+    from models.domain import ConditionFact, PatientProfile, Span
+
+    text = "Cough and night sweats for a month; sarcoidosis on biopsy."
+    facts = (ConditionFact("cough", Span(0, 5, "Cough"), category="finding"),
+             ConditionFact("night sweats", Span(10, 22, "night sweats"), category="finding"),
+             ConditionFact("sarcoidosis", Span(36, 47, "sarcoidosis"), category="condition"))
+    parts = build_query(PatientProfile(text=text, conditions=facts), lambda c: (f"{c} syn",))
+    assert parts[0] == (text, 1.0)  # symptoms stay in the raw text
+    concept_part = parts[1][0]
+    assert "sarcoidosis" in concept_part and "sarcoidosis syn" in concept_part
+    assert "cough" not in concept_part and "night sweats" not in concept_part
