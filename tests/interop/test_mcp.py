@@ -10,6 +10,7 @@ import json
 import logging
 import os
 import sys
+import threading
 
 import anyio
 import pytest
@@ -39,12 +40,31 @@ def runtime(tmp_path_factory, nlp):
     rt.engine.dispose()
 
 
+def run_async(fn, *args):
+    """``anyio.run`` on a thread of its own: Playwright's sync API (the browser tests, earlier in the same
+    session) keeps an event loop running in the main thread, where a second one cannot start."""
+    out: dict = {}
+
+    def target() -> None:
+        try:
+            out["value"] = anyio.run(fn, *args)
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the test's thread
+            out["error"] = exc
+
+    thread = threading.Thread(target=target, name="mcp-test-loop")
+    thread.start()
+    thread.join()
+    if "error" in out:
+        raise out["error"]
+    return out["value"]
+
+
 def call(server, tool: str, arguments: dict):
     async def go():
         async with Client(server) as client:
             return await client.call_tool(tool, arguments)
 
-    return anyio.run(go)
+    return run_async(go)
 
 
 def tool_error(result) -> str:
@@ -57,7 +77,7 @@ def test_lists_the_tools_and_the_trial_resource(runtime):
         async with Client(build_server(runtime)) as client:
             return await client.list_tools(), await client.list_resource_templates()
 
-    tools, templates = anyio.run(go)
+    tools, templates = run_async(go)
     by_name = {t.name: t for t in tools.tools}
     assert set(by_name) == {"match_patient", "get_trial", "explain_match"}
     assert set(by_name["match_patient"].input_schema["properties"]) == {"text", "filters", "top_k"}
@@ -117,7 +137,7 @@ def test_get_trial_and_the_resource_give_the_apis_trial(runtime, app, client):
         async with Client(server) as c:
             return await c.read_resource("trial://NCT06897930")
 
-    (content,) = anyio.run(read).contents
+    (content,) = run_async(read).contents
     assert content.mime_type == "application/json" and json.loads(content.text) == trial
 
 
@@ -162,8 +182,8 @@ def test_reading_an_unknown_or_malformed_trial_resource_is_a_protocol_error(runt
                 await c.read_resource(uri)
             return str(exc.value)
 
-    assert "trial_not_found" in anyio.run(read, "trial://NCT00000000")
-    assert "invalid_nct_id" in anyio.run(read, "trial://not-a-trial")
+    assert "trial_not_found" in run_async(read, "trial://NCT00000000")
+    assert "invalid_nct_id" in run_async(read, "trial://not-a-trial")
 
 
 def test_stdio_server_speaks_only_the_protocol_on_stdout(runtime, tmp_path):
@@ -180,7 +200,7 @@ def test_stdio_server_speaks_only_the_protocol_on_stdout(runtime, tmp_path):
                 bad = await client.call_tool("get_trial", {"nct_id": "NCT1"})
                 return tools, trial, bad
 
-    tools, trial, bad = anyio.run(go)
+    tools, trial, bad = run_async(go)
     assert {t.name for t in tools.tools} == {"match_patient", "get_trial", "explain_match"}
     assert trial.structured_content["nct_id"] == "NCT06897930"
     assert "invalid_nct_id: " in tool_error(bad)
