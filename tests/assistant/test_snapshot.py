@@ -67,3 +67,41 @@ def test_a_saved_snapshot_is_used_only_for_its_own_version(tmp_path, nlp, studie
     assert CorpusSnapshot.load(services.snapshot_path, snapshot_key(snap.version, "another-pipeline")) is None
     services.snapshot_path.write_bytes(b"not a pickle")
     assert CorpusSnapshot.load(services.snapshot_path, snap.key) is None
+
+
+def test_a_worker_picks_up_another_process_ingest_on_its_own_thread(tmp_path, nlp, studies_file):
+    """The poll runs off the request path: the worker keeps serving its snapshot, then swaps in the new one."""
+    import json
+    import time
+
+    from assistant.services import Services
+    from assistant.settings import load_settings
+
+    settings = load_settings({"DATABASE_URL": f"sqlite:///{tmp_path / 'poll.sqlite3'}",
+                              "INSTANCE_PATH": str(tmp_path / "instance"), "AUTOLOAD_BUNDLED": False,
+                              "PRELOAD": True, "SNAPSHOT_POLL_SECONDS": 0.2}, environ={})
+    writer = Services(settings, pipeline=nlp)  # another process: the CLI's `trialmatch ingest`
+    writer.ingest([studies_file])
+    worker = Services(settings, pipeline=nlp)
+    worker.start()
+    try:
+        deadline = time.monotonic() + 60
+        while worker.load_state().status != "ready" and time.monotonic() < deadline:
+            time.sleep(0.05)
+        first = worker.snapshot()
+        changed = [s for s in fixture_studies()
+                   if s["protocolSection"]["identificationModule"]["nctId"] == "NCT06557265"][0]
+        changed["protocolSection"]["identificationModule"]["briefTitle"] = "Renamed while the worker serves"
+        changed["protocolSection"]["statusModule"]["lastUpdatePostDateStruct"] = {"date": "2030-02-02"}
+        path = tmp_path / "changed.jsonl"
+        path.write_text(json.dumps(changed) + "\n", encoding="utf-8")
+        writer.ingest([path])
+        while worker.snapshot() is first and time.monotonic() < deadline:
+            assert worker.match(TEXT, {"status": "ANY"}, top_k=3).matches  # still serving meanwhile
+            time.sleep(0.1)
+        assert worker.snapshot().version == writer.snapshot().version
+        assert worker.snapshot().get_many(["NCT06557265"])["NCT06557265"].title == "Renamed while the worker serves"
+    finally:
+        worker.stop()
+        worker.engine.dispose()
+        writer.engine.dispose()
