@@ -246,8 +246,9 @@ class Services:
 
     def match_parameters(self) -> dict[str, Any]:
         """The collaborators and settings :func:`assistant.service.match_profile` takes."""
-        return {"is_a": self.is_a, "synonyms": self.lexicon.synonyms, "category_of": self.category_of,
-                "related": self.is_related, "ranker": self.ranker,
+        lexicon = self.lexicon  # its bound methods, not wrappers: the checks call is_a thousands of times a match
+        return {"is_a": lexicon.is_a_curated, "synonyms": lexicon.synonyms, "category_of": self.category_of,
+                "related": lexicon.is_a, "ranker": self.ranker,
                 "candidate_depth": self.settings.CANDIDATE_DEPTH, "check_depth": self.settings.CHECK_DEPTH,
                 "relevance_floor": self.settings.RELEVANCE_FLOOR}
 

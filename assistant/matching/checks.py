@@ -18,6 +18,7 @@ import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from enum import Enum
+from functools import lru_cache
 
 from assistant.matching.policy import ClosedWorldPolicy, load_policy
 from models.domain import (
@@ -664,6 +665,14 @@ def combine(findings: Sequence[Finding], logic: str) -> tuple[Truth, list[Findin
 VERDICT_OF = {Truth.YES: Verdict.MET, Truth.NO: Verdict.NOT_MET, Truth.UNKNOWN: Verdict.UNKNOWN}
 
 
+@lru_cache(maxsize=65_536)
+def _phrasing(text: str) -> tuple[bool, bool, int | None]:
+    """What a criterion's wording says, whoever the patient (read once per text): about a reaction to a drug,
+    dated by an event (a biopsy), and where a negative lead-in ("No evidence of") ends."""
+    negative = NEGATIVE_PHRASING_RE.match(text)
+    return bool(REACTION_RE.search(text)), bool(EVENT_RE.search(text)), negative.end() if negative else None
+
+
 def check_criterion(profile: PatientProfile, criterion: CriterionText, criterion_id: str,
                     ctx: CheckContext) -> CriterionVerdict:
     """Verdict of one criterion (for an exclusion MET means the exclusion applies)."""
@@ -696,14 +705,14 @@ def check_criterion(profile: PatientProfile, criterion: CriterionText, criterion
             return CriterionVerdict(**base, verdict=Verdict.NOT_APPLICABLE,
                                     reason=f"{quoted}: does not apply ({guard_findings[0].clause}).",
                                     evidence=_evidence(guard_findings))
-    if REACTION_RE.search(criterion.text):
+    reaction, event, negative_end = _phrasing(criterion.text)
+    if reaction:
         ctx = replace(ctx, reaction_to_drug=True)
-    if EVENT_RE.search(criterion.text):
+    if event:
         ctx = replace(ctx, event_dated=True, event_days_ago=_biopsy_date(profile, criterion.text))
-    negative = NEGATIVE_PHRASING_RE.match(criterion.text)
     absent = [r for r in parsed.requirements if not r.present]
-    if criterion.kind is CriterionKind.EXCLUSION and negative and absent and all(
-            LEAD_IN_RE.match(criterion.text[negative.end():r.span.start]) for r in absent):
+    if criterion.kind is CriterionKind.EXCLUSION and negative_end is not None and absent and all(
+            LEAD_IN_RE.match(criterion.text[negative_end:r.span.start]) for r in absent):
         # "No evidence of X" listed as an exclusion means X excludes; "No complications of X" does not
         ctx = replace(ctx, absence_is_phrasing=True)
     requirements = parsed.requirements
@@ -838,8 +847,9 @@ FILLER_WORDS = frozenset({
 })
 
 
-def _content_stems(text: str) -> set[str]:
-    return {w[:5] for w in _WORD_RE.findall(text.lower()) if w not in GENERIC_WORDS}
+@lru_cache(maxsize=65_536)
+def _content_stems(text: str) -> frozenset[str]:
+    return frozenset(w[:5] for w in _WORD_RE.findall(text.lower()) if w not in GENERIC_WORDS)
 
 
 UNCOVERED_LIMIT = 5  # content words outside every parsed requirement that make a positive verdict unsure
@@ -847,7 +857,12 @@ UNCOVERED_LIMIT = 5  # content words outside every parsed requirement that make 
 
 def uncovered_words(text: str, requirements: Sequence[Requirement]) -> list[str]:
     """Content words of a criterion that no parsed requirement covers (in text order)."""
-    covered = sorted((r.span.start, r.span.end) for r in requirements)
+    return list(_uncovered(text, tuple(sorted((r.span.start, r.span.end) for r in requirements))))
+
+
+@lru_cache(maxsize=65_536)
+def _uncovered(text: str, covered: tuple[tuple[int, int], ...]) -> tuple[str, ...]:
+    """:func:`uncovered_words`, once per criterion (it depends on the criterion only)."""
     out: list[str] = []
     for m in _WORD_RE.finditer(text.lower()):
         word = m.group(0)
@@ -855,7 +870,7 @@ def uncovered_words(text: str, requirements: Sequence[Requirement]) -> list[str]
             continue
         if word not in out:
             out.append(word)
-    return out
+    return tuple(out)
 
 
 def _unstructured_verdict(profile: PatientProfile, criterion: CriterionText, quoted: str,
