@@ -5,6 +5,7 @@ import argparse
 import datetime as dt
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -43,7 +44,17 @@ def print_flagged(report) -> None:  # type: ignore[no-untyped-def]
         print(f"{report.flagged} open referral(s) flagged for review: their trial changed")
 
 
+def _background_priority() -> None:
+    """Ingest and sync are batch work: on a host that also serves, they yield the CPU to the workers."""
+    if hasattr(os, "nice"):
+        try:
+            os.nice(10)
+        except OSError:
+            logger.debug("could not lower the priority of this command")
+
+
 def cmd_ingest(args: argparse.Namespace) -> int:
+    _background_priority()
     rt = _runtime(args)
     report = rt.ingest([Path(p) for p in args.paths], parse=not args.no_parse, batch_size=args.batch_size,
                        progress=not args.quiet)
@@ -64,6 +75,7 @@ def cmd_sync(args: argparse.Namespace) -> int:
     """Page through ClinicalTrials.gov API v2 and upsert each page through the ingest path."""
     from assistant import sync
 
+    _background_priority()
     rt = _runtime(args)  # the database is opened on first use (never by a dry run)
     settings = rt.settings
     query = _sync_query(args, settings)
