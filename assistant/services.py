@@ -138,13 +138,16 @@ class Services:
 
         return pipeline_fingerprint()
 
-    def is_a(self, concept: str, ancestor: str) -> bool:
-        """The ontology the matcher uses: curated is-a links only."""
-        return bool(self.lexicon.is_a_curated(concept, ancestor))
+    @property
+    def is_a(self) -> Callable[[str, str], bool]:
+        """The ontology the matcher uses: curated is-a links only (the lexicon's own method, no wrapper: the
+        checks call it thousands of times a match)."""
+        return self.lexicon.is_a_curated
 
-    def is_related(self, concept: str, ancestor: str) -> bool:
+    @property
+    def is_related(self) -> Callable[[str, str], bool]:
         """The broad ontology (all is-a links, generated ones included): what a trial is about."""
-        return bool(self.lexicon.is_a(concept, ancestor))
+        return self.lexicon.is_a
 
     def category_of(self, concept: str) -> str | None:
         """The lexicon category of a condition concept (cancer, infection, procedure, ...)."""
@@ -246,9 +249,8 @@ class Services:
 
     def match_parameters(self) -> dict[str, Any]:
         """The collaborators and settings :func:`assistant.service.match_profile` takes."""
-        lexicon = self.lexicon  # its bound methods, not wrappers: the checks call is_a thousands of times a match
-        return {"is_a": lexicon.is_a_curated, "synonyms": lexicon.synonyms, "category_of": self.category_of,
-                "related": lexicon.is_a, "ranker": self.ranker,
+        return {"is_a": self.is_a, "synonyms": self.lexicon.synonyms, "category_of": self.category_of,
+                "related": self.is_related, "ranker": self.ranker,
                 "candidate_depth": self.settings.CANDIDATE_DEPTH, "check_depth": self.settings.CHECK_DEPTH,
                 "relevance_floor": self.settings.RELEVANCE_FLOOR}
 
@@ -295,9 +297,6 @@ class Services:
 
     def ensure_snapshot(self) -> CorpusSnapshot:
         """The snapshot of the database's current corpus version, loaded or built now (not for requests)."""
-        snap = self._snapshot
-        if snap is not None and snap.key == snapshot_key(self.repo.corpus_version(), self.fingerprint):
-            return snap
         self.refresh()
         return self.snapshot()
 
@@ -386,28 +385,25 @@ class Services:
         load_policy()
 
     def _load_then_poll(self) -> None:
-        try:
-            self.prepare(progress=self._report_progress)
-        except Exception as exc:  # noqa: BLE001 - reported by /health, logged once, retried by the poll
-            logger.exception("loading the trials failed")
-            self._state = LoadState("error", error=type(exc).__name__)
-        else:
-            self._state = LoadState("ready")
-            snap = self._snapshot
-            if snap is not None:
-                snap.trials.warm(self._stop)
+        """The first load now, then every SNAPSHOT_POLL_SECONDS a refresh (or the first load again, if it
+        failed); a new snapshot is decoded in the background before requests need its trials."""
         interval = float(self.settings.SNAPSHOT_POLL_SECONDS)
-        while interval > 0 and not self._stop.wait(interval):
+        while True:
+            first = self._snapshot is None
             try:
-                if self._snapshot is None:
+                if first:
                     self.prepare(progress=self._report_progress)
                     self._state = LoadState("ready")
-                elif self.refresh():
-                    snap = self._snapshot
-                    if snap is not None:
-                        snap.trials.warm(self._stop)
-            except Exception:  # noqa: BLE001 - keep serving the snapshot we have; try again next tick
-                logger.exception("refreshing the corpus snapshot failed; serving the previous one")
+                if first or self.refresh():
+                    self.snapshot().trials.warm(self._stop)
+            except Exception as exc:  # noqa: BLE001 - reported by /health and logged; the poll tries again
+                if first:
+                    logger.exception("loading the trials failed")
+                    self._state = LoadState("error", error=type(exc).__name__)
+                else:
+                    logger.exception("refreshing the corpus snapshot failed; serving the previous one")
+            if interval <= 0 or self._stop.wait(interval):
+                return
 
     def _report_progress(self, done: int, total: int) -> None:
         """Progress of this worker's first load, for /health and (every 10 s) the log, with an ETA."""
@@ -432,8 +428,9 @@ class Services:
         ``progress``: True for a terminal bar with total and ETA, or a callback ``(done, total)``.
         """
         resuming = self.repo.get_meta(BUNDLED_LOAD_KEY) == "started"
-        if (self.repo.count() > 0 and not resuming) or not self.settings.AUTOLOAD_BUNDLED:
-            if self.repo.count() > 0:
+        stored = self.repo.count()
+        if (stored > 0 and not resuming) or not self.settings.AUTOLOAD_BUNDLED:
+            if stored > 0:
                 self.ensure_parsed_current()
             return
         from assistant.ingest import count_studies, ingest_paths

@@ -244,7 +244,7 @@ def test_first_start_with_stale_shipped_parses_parses_and_logs_once(settings, tm
     studies = fixture_studies()
     data = _bundle(tmp_path, studies, "an-older-pipeline")
     rt, parser = _first_start_runtime(settings, data, monkeypatch)
-    with caplog.at_level(logging.WARNING, logger="assistant.runtime"):
+    with caplog.at_level(logging.WARNING, logger="assistant.services"):
         rt.ensure_trials()
         rt._seed_shipped_parses(FP)
     assert len(parser.texts) == len(set(_all_texts(studies)))
