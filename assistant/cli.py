@@ -145,7 +145,7 @@ def _page_size(value: str) -> int:
 
 def _statuses(value: str) -> list[str]:
     """'recruiting, not yet recruiting' -> ['RECRUITING', 'NOT_YET_RECRUITING'] (registry status names)."""
-    from assistant.web.schemas import KNOWN_STATUSES
+    from assistant.matching.filters import KNOWN_STATUSES
 
     statuses = [s for s in (p.strip().upper().replace(" ", "_") for p in value.split(",")) if s]
     bad = [s for s in statuses if s not in KNOWN_STATUSES]
@@ -241,11 +241,18 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_match(args: argparse.Namespace) -> int:
+    from assistant.matching.filters import FilterError, parse_filters
     from assistant.responses import match_result_to_dict
 
     rt = _runtime(args)
+    try:
+        filters = parse_filters({"status": args.status} if args.status else None,
+                                default_statuses=rt.settings.DEFAULT_STATUSES)
+    except FilterError as exc:
+        print(f"trialmatch match: {exc}", file=sys.stderr)
+        return 2
     rt.prepare(progress=sys.stderr.isatty())
-    result = rt.match(args.text, {"status": args.status} if args.status else None, top_k=args.top_k)
+    result = rt.match(args.text, filters, top_k=args.top_k)
     data = match_result_to_dict(result)
     if args.json:
         print(json.dumps(data, indent=2, ensure_ascii=False))

@@ -185,10 +185,11 @@ class Services:
         """Match a description (or an already extracted profile) against the current snapshot.
 
         ``overrides`` replace matching parameters for one call (evaluation: ``candidate_depth``,
-        ``ranker``, ...). Raises :class:`NotReady` before the first snapshot is loaded.
+        ``ranker``, ...). A filters dict is read by :func:`assistant.matching.filters.parse_filters`
+        (``FilterError`` when it cannot be). Raises :class:`NotReady` before the first snapshot is loaded.
         """
+        from assistant.matching.filters import parse_filters
         from assistant.service import match_profile
-        from assistant.web.schemas import parse_filters
 
         if not isinstance(filters, Filters):
             filters = parse_filters(filters or {}, default_statuses=self.settings.DEFAULT_STATUSES)

@@ -207,10 +207,10 @@ def time_queries(runtime: Any, queries: list[str], warmup: list[str], trace: boo
 
 def stage_breakdown(runtime: Any, queries: list[str]) -> dict[str, Any]:
     """A second pass mirroring ``match_profile`` step by step (same calls, separately timed)."""
+    from assistant.matching.filters import parse_filters
     from assistant.matching.questions import choose_questions, trial_questions
     from assistant.matching.ranking import evaluate_trial, rank_matches
     from assistant.service import build_query
-    from assistant.web.schemas import parse_filters
 
     settings = runtime.settings
     filters = parse_filters(FILTERS, default_statuses=settings["DEFAULT_STATUSES"])

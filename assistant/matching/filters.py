@@ -2,12 +2,19 @@
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
 from models.domain import Location, TrialRecord
+
+
+class FilterError(ValueError):
+    """A filters object that cannot be read; the message names the field (never echoes a free-text value)."""
+
 
 RECRUITING_SITE_STATUSES = frozenset({"RECRUITING", "NOT_YET_RECRUITING", "ENROLLING_BY_INVITATION"})
 EARTH_RADIUS_KM = 6371.0088
@@ -126,3 +133,83 @@ def build_mask(metas: Sequence[TrialMeta], filters: Filters) -> np.ndarray | Non
         wanted = set(filters.statuses)
         return np.fromiter(((m.status or "").upper() in wanted for m in metas), dtype=bool, count=len(metas))
     return np.fromiter((accepts(m, filters) for m in metas), dtype=bool, count=len(metas))
+
+
+# --------------------------------------------------------------------------- reading a filters object
+
+KNOWN_STATUSES = frozenset({
+    "RECRUITING", "NOT_YET_RECRUITING", "ENROLLING_BY_INVITATION", "ACTIVE_NOT_RECRUITING", "COMPLETED",
+    "SUSPENDED", "TERMINATED", "WITHDRAWN", "UNKNOWN", "AVAILABLE", "NO_LONGER_AVAILABLE",
+    "TEMPORARILY_NOT_AVAILABLE", "APPROVED_FOR_MARKETING", "WITHHELD",
+})
+KNOWN_PHASES = frozenset({"EARLY_PHASE1", "PHASE1", "PHASE2", "PHASE3", "PHASE4", "NA"})
+FILTER_KEYS = frozenset({"status", "phase", "country", "state", "city", "near"})
+
+
+def _str_list(value: Any, name: str) -> list[str]:
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
+        raise FilterError(f"filters.{name} must be a string or a list of strings")
+    if len(value) > 20:
+        raise FilterError(f"filters.{name} has too many values")
+    return [v.strip().upper().replace(" ", "_").replace(",", "") for v in value]
+
+
+def _place(value: Any, name: str) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value.strip() or len(value) > 100:
+        raise FilterError(f"filters.{name} must be a non-empty string of at most 100 characters")
+    return value.strip()
+
+
+def _number(value: Any, name: str, low: float, high: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
+        raise FilterError(f"filters.near.{name} must be a number between {low:g} and {high:g}")
+    return float(value)
+
+
+def _near(value: Any) -> Near | None:
+    if value is None:
+        return None
+    if not isinstance(value, dict) or not {"lat", "lon"} <= set(value) or set(value) - {"lat", "lon", "radius_km"}:
+        raise FilterError("filters.near must be an object with lat, lon and optional radius_km")
+    return Near(_number(value["lat"], "lat", -90, 90), _number(value["lon"], "lon", -180, 180),
+                _number(value.get("radius_km", 100), "radius_km", 0.1, 20037))
+
+
+def parse_filters(raw: Any, default_statuses: Sequence[str] = ()) -> Filters:
+    """Validate the ``filters`` object of a match request. ``status: []`` or ``"ANY"`` means any status."""
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise FilterError("filters must be an object")
+    unknown = set(raw) - FILTER_KEYS
+    if unknown:
+        raise FilterError(f"unknown filter(s): {', '.join(sorted(unknown))}")
+    statuses = _str_list(raw["status"], "status") if "status" in raw and raw["status"] != [] else (
+        [] if raw.get("status") == [] else [s.upper() for s in default_statuses])
+    if statuses == ["ANY"]:
+        statuses = []
+    statuses = _known_statuses(statuses)
+    phases = [re.sub(r"PHASE_(\d)$", r"PHASE\1", p) for p in _str_list(raw["phase"], "phase")] if raw.get(
+        "phase") is not None else []  # "phase 2" and "Phase2" both mean PHASE2
+    bad = [p for p in phases if p not in KNOWN_PHASES]
+    if bad:
+        raise FilterError(f"unknown phase: {', '.join(bad)}")
+    return Filters(statuses=tuple(statuses), phases=tuple(phases), country=_place(raw.get("country"), "country"),
+                   state=_place(raw.get("state"), "state"), city=_place(raw.get("city"), "city"),
+                   near=_near(raw.get("near")))
+
+
+def _known_statuses(statuses: list[str]) -> list[str]:
+    bad = [s for s in statuses if s not in KNOWN_STATUSES]
+    if bad:
+        raise FilterError(f"unknown status: {', '.join(bad)}")
+    return statuses
+
+
+def parse_statuses(values: Any) -> list[str]:
+    """Registry status names from a string or list ("recruiting", "NOT YET RECRUITING" ...), checked."""
+    return _known_statuses(_str_list(values, "status"))
