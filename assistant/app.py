@@ -84,7 +84,7 @@ def _init_limiter(app: Flask, settings: dict[str, Any]) -> None:
     limiter = Limiter(get_remote_address, app=app, storage_uri=settings["RATE_LIMIT_STORAGE_URL"],
                       default_limits=[], headers_enabled=True, swallow_errors=True)
     limits = {**{e: settings["RATE_LIMIT"] for e in PUBLIC_LIMITED},
-              **{e: settings.get("COORDINATOR_RATE_LIMIT", "600 per minute") for e in COORDINATOR_ENDPOINTS}}
+              **{e: settings["COORDINATOR_RATE_LIMIT"] for e in COORDINATOR_ENDPOINTS}}
     for endpoint, limit in limits.items():
         view = app.view_functions.get(endpoint)
         if view is not None:
@@ -179,14 +179,14 @@ def build_app(test_config: dict[str, Any] | None = None, *, services: Services |
     if services is not None and test_config:
         raise ValueError("pass the settings inside the Services object, not beside it")
     settings = services.settings if services is not None else load_settings(test_config)
-    hops = int(settings.get("PROXY_HOPS", 0))
+    hops = settings.PROXY_HOPS
     if hops > 0:  # behind that many trusted reverse proxies: the client address comes from X-Forwarded-For
         from werkzeug.middleware.proxy_fix import ProxyFix
 
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)  # type: ignore[method-assign]
     app.config.update(settings)
     app.config["MAX_CONTENT_LENGTH"] = int(settings["MAX_TEXT_CHARS"]) * 8 + 16_384
-    if not settings.get("TESTING"):
+    if not settings.TESTING:
         configure_logging(settings["LOG_LEVEL"])
     runtime = services if services is not None else Services(settings)
     app.extensions["trialmatch"] = runtime
@@ -213,8 +213,7 @@ def build_app(test_config: dict[str, Any] | None = None, *, services: Services |
 
     _init_limiter(app, settings)
     _init_cors_and_headers(app, list(settings["CORS_ORIGINS"]))
-    _init_purge(app, runtime, float(settings.get("PURGE_INTERVAL_SECONDS", 300)),
-                float(settings.get("REFERRAL_RETENTION_DAYS", 0)))
+    _init_purge(app, runtime, settings.PURGE_INTERVAL_SECONDS, settings.REFERRAL_RETENTION_DAYS)
     if settings.PRELOAD:
         runtime.start()
     return app

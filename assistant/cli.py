@@ -280,7 +280,7 @@ def cmd_purge(args: argparse.Namespace) -> int:
     from models.workflow import purge_expired_data
 
     rt = _runtime(args)
-    days = float(rt.settings.get("REFERRAL_RETENTION_DAYS", 0))
+    days = rt.settings.REFERRAL_RETENTION_DAYS
     n = purge_expired_data(rt.sessions, rt.referrals, days)
     kept = f"closed referrals older than {days:g} days" if days > 0 else "closed referrals (kept: retention 0)"
     print(f"deleted {n.sessions} expired chat sessions and {n.referrals} {kept}")

@@ -85,7 +85,7 @@ def build_server(runtime: Any) -> "MCPServer":
     MCPServer, ToolError, ResourceError, ResourceNotFoundError = _sdk()
     settings = runtime.settings
     server = MCPServer("trialmatch", instructions=INSTRUCTIONS, version=__version__,
-                       log_level=str(settings.get("LOG_LEVEL", "WARNING")).upper())  # type: ignore[arg-type]
+                       log_level=str(settings["LOG_LEVEL"]).upper())  # type: ignore[arg-type]
 
     @contextlib.contextmanager
     def tool_errors(tool: str) -> Iterator[None]:

@@ -117,10 +117,10 @@ class RetryPolicy:
 
     @classmethod
     def from_settings(cls, settings: Mapping[str, Any]) -> "RetryPolicy":
-        return cls(max_attempts=max(1, int(settings.get("CTGOV_MAX_ATTEMPTS", 5))),
-                   backoff=max(0.0, float(settings.get("CTGOV_BACKOFF_SECONDS", 1.0))),
-                   max_backoff=max(0.0, float(settings.get("CTGOV_MAX_BACKOFF_SECONDS", 60.0))),
-                   timeout=max(0.1, float(settings.get("CTGOV_TIMEOUT_SECONDS", 30.0))))
+        return cls(max_attempts=max(1, int(settings["CTGOV_MAX_ATTEMPTS"])),
+                   backoff=max(0.0, float(settings["CTGOV_BACKOFF_SECONDS"])),
+                   max_backoff=max(0.0, float(settings["CTGOV_MAX_BACKOFF_SECONDS"])),
+                   timeout=max(0.1, float(settings["CTGOV_TIMEOUT_SECONDS"])))
 
 
 def parse_retry_after(value: str | None, now: dt.datetime | None = None) -> float | None:

@@ -596,7 +596,7 @@ def main() -> int:
     tally = Tally()
     servers: list[subprocess.Popen] = []
     log_dir = Path(tempfile.mkdtemp(prefix="trialmatch-probe-"))
-    budget = float(rt.settings.get("EXTRACTION_BUDGET_SECONDS", 0) or 0)
+    budget = rt.settings.EXTRACTION_BUDGET_SECONDS
     started = time.time()
     try:
         ports = iter(range(args.port, args.port + 10))

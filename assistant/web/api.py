@@ -7,7 +7,6 @@ need an API key (``Authorization: Bearer tm_...`` or ``X-API-Key``).
 from __future__ import annotations
 
 import datetime as dt
-import json
 import logging
 from functools import wraps
 from typing import Any, Callable
@@ -215,23 +214,12 @@ def _scope() -> str | None:
 
 
 def referral_team_map(settings: dict[str, Any]) -> dict[str, str]:
-    """NCT id -> team from ``REFERRAL_TEAMS`` (team -> list of NCT ids; a JSON object from the environment).
-
-    A trial listed under two teams is a configuration error: a referral belongs to exactly one team.
+    """NCT id -> team from ``REFERRAL_TEAMS`` (team -> list of NCT ids; its JSON and types are checked when the
+    settings load). A trial listed under two teams is a configuration error: a referral belongs to one team.
     """
-    raw = settings.get("REFERRAL_TEAMS") or {}
-    if isinstance(raw, str):
-        try:
-            raw = json.loads(raw) if raw.strip() else {}
-        except ValueError as exc:
-            raise ValueError(f"REFERRAL_TEAMS is not valid JSON: {exc}") from None
-    if not isinstance(raw, dict):
-        raise ValueError("REFERRAL_TEAMS must map team names to lists of NCT ids")
     out: dict[str, str] = {}
-    for team, nct_ids in raw.items():
+    for team, nct_ids in settings["REFERRAL_TEAMS"].items():
         team = check_team(team)
-        if not isinstance(nct_ids, list) or not all(isinstance(n, str) for n in nct_ids):
-            raise ValueError(f"REFERRAL_TEAMS[{team!r}] must be a list of NCT ids")
         for nct in nct_ids:
             nct = nct.strip().upper()
             if not schemas.NCT_RE.match(nct):
