@@ -156,26 +156,3 @@ def test_pipeline_import_defers_nltk_until_it_is_used():
             "assert type(sys.modules['nltk']).__name__ == 'module'\n")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
-
-
-# --------------------------------------------------------------------------- proposed therapies are not prior ones
-
-
-@pytest.mark.parametrize(("text", "planned", "given"), [
-    ("He is a candidate for autologous stem cell transplant after two cycles of bendamustine.",
-     ["autologous stem cell transplant"], ["bendamustine"]),
-    ("She took methotrexate for years and will start tocilizumab next month.", ["tocilizumab"], ["methotrexate"]),
-    ("Scheduled for a kidney biopsy; on lisinopril.", ["kidney biopsy"], ["lisinopril"]),
-    ("After a long discussion he agreed to begin insulin glargine.", ["insulin glargine"], []),
-])
-def test_proposed_therapy_is_planned_not_prior(profile_of, text: str, planned: list[str], given: list[str]) -> None:
-    facts = _facts(profile_of(text))
-    for word in planned:
-        assert facts[word].context.hypothetical, word  # type: ignore[attr-defined]
-    for word in given:
-        assert not facts[word].context.hypothetical, word  # type: ignore[attr-defined]
-
-
-def test_proposal_does_not_make_a_condition_hypothetical(profile_of) -> None:
-    facts = _facts(profile_of("A candidate for kidney transplant because of lupus nephritis with end-stage kidney disease."))
-    assert not facts["lupus nephritis"].context.hypothetical  # type: ignore[attr-defined]
