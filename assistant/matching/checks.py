@@ -579,20 +579,6 @@ CHECKS: dict[str, Callable[[PatientProfile, Requirement, CheckContext], Finding]
 }
 
 
-def _is_washout(req: Requirement, ctx: CheckContext) -> bool:
-    """Principle: a time since a treatment or procedure ("at least 4 weeks since prior chemotherapy", "a minimum
-    of two weeks since major surgery") is a washout. It asks that the event did not happen within that time, so
-    it is read as "no X within N" and is met when X did not happen at all (as the closed-world table reads X's
-    kind) or happened earlier. A dose or a stable dose over a time is a requirement on current treatment, and a
-    time since a diagnosis is how long the patient has had the disease: neither is a washout."""
-    if not req.present or req.min_days_ago is None or req.within_days is not None:
-        return False
-    if req.type == "therapy":
-        return req.value is None and "stable" not in req.modifiers
-    return req.type == "condition" and bool(req.concepts) and all(
-        ctx.category_of(c) == "procedure" for c in req.concepts)
-
-
 def check_requirement(profile: PatientProfile, req: Requirement, ctx: CheckContext) -> Finding:
     """One requirement. Closed-world reading where the criterion looks for a condition to rule the
     patient out (an exclusion "X", an inclusion "no X"); in an exclusion a washout ("at least 6
@@ -600,8 +586,6 @@ def check_requirement(profile: PatientProfile, req: Requirement, ctx: CheckConte
     if (ctx.kind is CriterionKind.EXCLUSION and not req.present and ctx.absence_is_phrasing
             and req.type in ("condition", "therapy", "lab")):
         req = replace(req, present=True)  # "Exclusion: no evidence of X" is read as "X excludes"
-    if ctx.kind is CriterionKind.INCLUSION and not ctx.guard and _is_washout(req, ctx):
-        req = replace(req, present=False, within_days=req.min_days_ago, min_days_ago=None)
     looks_for_exclusion = (ctx.kind is CriterionKind.EXCLUSION) == req.present and not ctx.guard
     policy = ctx.policy or load_policy()
     reading = policy.reading(req, ctx.is_a, ctx.category_of) if looks_for_exclusion or ctx.guard else None
@@ -771,12 +755,10 @@ def check_criterion(profile: PatientProfile, criterion: CriterionText, criterion
     truth, deciding = combine(findings, logic)
     policy = ctx.policy or load_policy()
     asks_test = policy.mentions_test(criterion.text)
-    washout = bool(requirements) and all(_is_washout(r, ctx) for r in requirements)
     if (truth is Truth.YES and criterion.kind is CriterionKind.INCLUSION and all(f.assumed for f in deciding)
-            and (not (STATED_ABSENCE_RE.match(criterion.text) or washout) or asks_test)):
+            and (not STATED_ABSENCE_RE.match(criterion.text) or asks_test)):
         # silence establishes an inclusion only when the whole criterion is an absence ("No prior X",
-        # "Not pregnant", a washout "at least 4 weeks since prior X"), not when an absence is buried in a longer
-        # requirement, and never a test result
+        # "Not pregnant"), not when an absence is buried in a longer requirement, and never a test result
         why = policy.test_why if asks_test else "the description does not establish it"
         truth = Truth.UNKNOWN
         findings = [replace(f, truth=Truth.UNKNOWN, assumed=False, clause=f"{f.clause} ({why})",

@@ -185,19 +185,3 @@ def test_no_patients_with_x_in_an_exclusion_list_means_x_excludes():
     without = PatientProfile(text="Gout.")
     v = verdict(without, crit(EXC, text, req))
     assert v.verdict is Verdict.NOT_MET and v.assumed
-
-
-def test_a_time_since_a_treatment_is_a_washout():
-    text = "A minimum of 21 days since the last dose of methotrexate"
-    req = Requirement(type="therapy", span=at(text, "methotrexate"), concepts=("methotrexate",), min_days_ago=21.0)
-    never = "Psoriatic arthritis, treated with topical steroids only."
-    recent = "Psoriatic arthritis; methotrexate stopped 10 days ago."
-    long_ago = "Psoriatic arthritis; methotrexate stopped 3 months ago."
-    undated = "Psoriatic arthritis; has had methotrexate."
-    assert verdict(PatientProfile(text=never), crit(INC, text, req)).verdict is Verdict.MET
-    assert verdict(PatientProfile(text=recent, therapies=(drug(recent, "methotrexate", days_ago=10.0),)),
-                   crit(INC, text, req)).verdict is Verdict.NOT_MET
-    assert verdict(PatientProfile(text=long_ago, therapies=(drug(long_ago, "methotrexate", days_ago=90.0),)),
-                   crit(INC, text, req)).verdict is Verdict.MET
-    v = verdict(PatientProfile(text=undated, therapies=(drug(undated, "methotrexate"),)), crit(INC, text, req))
-    assert v.verdict is Verdict.UNKNOWN and "when methotrexate was last given" in v.missing
