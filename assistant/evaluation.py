@@ -250,23 +250,20 @@ def score_run(qrels: dict[str, dict[str, int]], run: dict[str, dict[str, float]]
 def run_ranking(runtime: Any, queries: dict[str, str], qrels: dict[str, dict[str, int]], pool: str = "all",
                 depth: int = 100, ranker: Any = "default") -> dict[str, dict[str, float]]:
     from assistant.matching.filters import Filters
-    from assistant.service import build_query
 
     run: dict[str, dict[str, float]] = {}
-    snapshot = runtime.ensure_snapshot()
-    lexicon = runtime.lexicon
     for qid, text in queries.items():
         if qid not in qrels:
             continue
         filters = Filters(nct_ids=frozenset(qrels[qid])) if pool == "judged" else Filters()
         profile = runtime.extract(text)
         result = runtime.match(profile, filters, top_k=depth,
-                               candidate_depth=max(depth, int(runtime.settings["CANDIDATE_DEPTH"])),
+                               candidate_depth=max(depth, int(runtime.settings.CANDIDATE_DEPTH)),
                                ranker=runtime.ranker if ranker == "default" else ranker)
         ranked = [m.nct_id for m in result.matches]
         # below the checked trials, the rest of the retrieval ranking (not returned by the product)
-        rest = snapshot.search(build_query(profile, lexicon.synonyms), k=depth, filters=filters).ids
-        ranked += [nct for nct in rest if nct not in set(ranked)]
+        shown = set(ranked)
+        ranked += [nct for nct in result.retrieved if nct not in shown]
         ranked = ranked[:depth]
         run[qid] = {nct: float(depth - i) for i, nct in enumerate(ranked)}
     return run

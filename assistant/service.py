@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import replace
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, replace
 from typing import Any
 
 from assistant.matching.filters import Filters, nearest_site, site_name
 from assistant.matching.questions import choose_questions, trial_questions
 from assistant.matching.ranking import evaluate_trial, is_unrelated, rank_matches
+from assistant.matching.retrieval import Hits
 from assistant.snapshot import CorpusSnapshot
 from models.domain import (
     MatchResult,
@@ -58,6 +59,47 @@ def build_query(profile: PatientProfile, synonyms: Callable[[str], Iterable[str]
     return parts
 
 
+@dataclass(frozen=True)
+class Candidates:
+    """What retrieval and the criterion checks give for one profile, before ranking: the weighted query, the
+    retrieval hits (ids in retrieval order), the checked trials and their evaluations."""
+
+    query: list[tuple[str, float]]
+    hits: Hits
+    trials: dict[str, TrialRecord]
+    matches: list[TrialMatch]
+    top_relevance: float
+
+
+def check_candidates(profile: PatientProfile, *, snapshot: CorpusSnapshot, is_a: Callable[[str, str], bool],
+                     synonyms: Callable[[str], Iterable[str]], filters: Filters, candidate_depth: int,
+                     check_depth: int, category_of: Callable[[str], str | None] | None = None,
+                     related: Callable[[str, str], bool] | None = None) -> Candidates:
+    """Retrieve ``candidate_depth`` trials and check the criteria of the best ``check_depth`` of them."""
+    query = build_query(profile, synonyms)
+    hits = snapshot.search(query, k=candidate_depth, filters=filters)
+    checked_ids = hits.ids[:check_depth]
+    trials = snapshot.get_many(checked_ids)
+    relevance = dict(zip(hits.ids, (float(s) for s in hits.scores)))
+    top_rel = max(relevance.values(), default=1.0)
+    matches = [evaluate_trial(profile, trials[i], relevance[i], is_a, top_rel, category_of=category_of,
+                              related=related) for i in checked_ids if i in trials]
+    return Candidates(query, hits, trials, matches, top_rel)
+
+
+def feature_rows(profile: PatientProfile, candidates: Candidates, snapshot: CorpusSnapshot,
+                 related: Callable[[str, str], bool]) -> list[list[float]]:
+    """The learned ranker's feature row of every checked trial (assistant.matching.learned.FEATURES)."""
+    from assistant.matching.learned import features
+
+    ids = [m.nct_id for m in candidates.matches]
+    fields = snapshot.index.field_scores(candidates.query, ids)
+    rank = {nct: i for i, nct in enumerate(candidates.hits.ids)}
+    return [features(profile, candidates.trials[m.nct_id], m, rank.get(m.nct_id, len(rank)),
+                     candidates.top_relevance, related, {k: float(v[i]) for k, v in fields.items()})
+            for i, m in enumerate(candidates.matches)]
+
+
 def match_profile(profile: PatientProfile, *, snapshot: CorpusSnapshot,
                   is_a: Callable[[str, str], bool], synonyms: Callable[[str], Iterable[str]],
                   filters: Filters | None = None, top_k: int = 10, candidate_depth: int = 300,
@@ -68,52 +110,37 @@ def match_profile(profile: PatientProfile, *, snapshot: CorpusSnapshot,
     when its retrieval score reaches ``relevance_floor``; when nothing is left, the result carries a notice."""
     started = time.perf_counter()
     filters = filters if filters is not None else Filters()
-    query = build_query(profile, synonyms)
-    hits = snapshot.search(query, k=candidate_depth, filters=filters)
-    checked_ids = hits.ids[:max(check_depth, top_k)]
-    trials = snapshot.get_many(checked_ids)
-    records = [trials[i] for i in checked_ids if i in trials]
-    relevance = dict(zip(hits.ids, (float(s) for s in hits.scores)))
-    top_rel = max(relevance.values(), default=1.0)
-    by_id = {t.nct_id: t for t in records}
-    matches = [evaluate_trial(profile, t, relevance[t.nct_id], is_a, top_rel, category_of=category_of,
-                              related=related) for t in records]
+    found = check_candidates(profile, snapshot=snapshot, is_a=is_a, synonyms=synonyms, filters=filters,
+                             candidate_depth=candidate_depth, check_depth=max(check_depth, top_k),
+                             category_of=category_of, related=related)
+    matches = found.matches
     if ranker is not None:
-        fields = snapshot.index.field_scores(query, [m.nct_id for m in matches])
-        matches = rescore(ranker, profile, matches, by_id, hits.ids, top_rel, related or is_a, fields)
+        from assistant.matching.learned import score_matches
+
+        scores = score_matches(ranker, feature_rows(profile, found, snapshot, related or is_a))
+        matches = [replace(m, score=round(s, 4)) for m, s in zip(matches, scores)]
     if not filters.nct_ids:  # trials asked for by id (a referral's trial) are always evaluated
         matches = [m for m in matches if m.topical or (m.relevance >= relevance_floor
                                                        and not is_unrelated(profile, m))]
     ranked = rank_matches(matches)[:top_k]
     if filters.near is not None:
-        ranked = [replace(m, **_nearest(trials[m.nct_id], filters)) for m in ranked]
+        ranked = [replace(m, **_nearest(found.trials[m.nct_id], filters)) for m in ranked]
     ranked = [replace(m, questions=trial_questions(m, sex=profile.sex)) for m in ranked]
     questions = choose_questions(ranked, asked=asked, sex=profile.sex)
-    logger.info("matched: %d candidates, %d checked, %d returned in %.0f ms", len(hits.ids), len(records),
-                len(ranked), (time.perf_counter() - started) * 1000)
+    logger.info("matched: %d candidates, %d checked, %d returned in %.0f ms", len(found.hits.ids),
+                len(found.matches), len(ranked), (time.perf_counter() - started) * 1000)
     notice = None
     if not ranked:
         notice = NO_MATCH_NOTICE
     elif not any(m.topical for m in ranked):
         notice = OFF_TOPIC_NOTICE
-    return MatchResult(profile=profile, matches=tuple(ranked), questions=questions, notice=notice)
+    return MatchResult(profile=profile, matches=tuple(ranked), questions=questions, notice=notice,
+                       retrieved=tuple(found.hits.ids))
 
 
 NO_MATCH_NOTICE = "No relevant recruiting trial found for the conditions described."
 OFF_TOPIC_NOTICE = ("None of these trials studies a condition recognised in the description; they are shown "
                     "because their text is similar. Review them with care.")
-
-
-def rescore(ranker: Any, profile: PatientProfile, matches: Sequence[TrialMatch], trials: dict[str, TrialRecord],
-            order: Sequence[str], top_rel: float, is_a: Callable[[str, str], bool],
-            fields: dict[str, Any]) -> list[TrialMatch]:
-    """Scores from the learned ranker in place of the hand-set combination."""
-    from assistant.matching.learned import features, score_matches
-
-    rank = {nct: i for i, nct in enumerate(order)}
-    rows = [features(profile, trials[m.nct_id], m, rank.get(m.nct_id, len(order)), top_rel, is_a,
-                     {k: float(v[i]) for k, v in fields.items()}) for i, m in enumerate(matches)]
-    return [replace(m, score=round(s, 4)) for m, s in zip(matches, score_matches(ranker, rows))]
 
 
 def _nearest(trial: TrialRecord, filters: Filters) -> dict[str, Any]:

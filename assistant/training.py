@@ -25,32 +25,18 @@ DEPTH = 100
 
 
 def topic_rows(runtime: Any, qid: str, text: str, judged: dict[str, int]) -> dict[str, Any]:
-    """Feature rows of the checked trials of one topic, the retrieval order below them, labels."""
+    """Feature rows of the checked trials of one topic (the product's own retrieve-and-check step), the
+    retrieval order below them, labels."""
     from assistant.matching.filters import Filters
-    from assistant.matching.learned import features
-    from assistant.matching.ranking import evaluate_trial
-    from assistant.service import build_query
+    from assistant.service import check_candidates, feature_rows
 
     snapshot = runtime.ensure_snapshot()
     profile = runtime.extract(text)
-    query = build_query(profile, runtime.lexicon.synonyms)
-    hits = snapshot.search(query, k=DEPTH, filters=Filters())
-    ids = hits.ids[:int(runtime.settings["CHECK_DEPTH"])]
-    stored = snapshot.get_many(ids)
-    records = [stored[i] for i in ids if i in stored]
-    relevance = dict(zip(hits.ids, (float(s) for s in hits.scores)))
-    top = max(relevance.values(), default=1.0)
-    rank = {nct: i for i, nct in enumerate(hits.ids)}
-    matches, rows = [], []
-    fields = snapshot.index.field_scores(query, [t.nct_id for t in records])
-    for i, trial in enumerate(records):
-        m = evaluate_trial(profile, trial, relevance[trial.nct_id], runtime.is_a, top, category_of=runtime.category_of,
-                           related=runtime.is_related)
-        matches.append(m)
-        rows.append(features(profile, trial, m, rank[trial.nct_id], top, runtime.is_related,
-                             {k: float(v[i]) for k, v in fields.items()}))
-    return {"qid": qid, "matches": matches, "rows": rows, "rest": list(hits.ids),
-            "labels": [int(judged.get(m.nct_id, 0) >= 1) for m in matches]}
+    found = check_candidates(profile, snapshot=snapshot, is_a=runtime.is_a, synonyms=runtime.lexicon.synonyms,
+                             filters=Filters(), candidate_depth=DEPTH, check_depth=int(runtime.settings.CHECK_DEPTH),
+                             category_of=runtime.category_of, related=runtime.is_related)
+    return {"qid": qid, "matches": found.matches, "rows": feature_rows(profile, found, snapshot, runtime.is_related),
+            "rest": list(found.hits.ids), "labels": [int(judged.get(m.nct_id, 0) >= 1) for m in found.matches]}
 
 
 def ranked_run(topic: dict[str, Any], scores: list[float]) -> dict[str, float]:

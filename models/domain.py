@@ -347,6 +347,7 @@ class MatchResult:
     matches: tuple[TrialMatch, ...]
     questions: tuple[Question, ...] = ()
     notice: str | None = None  # e.g. "no relevant recruiting trial found"
+    retrieved: tuple[str, ...] = ()  # every retrieved candidate in retrieval order (evaluation reads below top_k)
 
 
 # --------------------------------------------------------------------------- (de)serialization

@@ -93,3 +93,28 @@ def test_training_reports_out_of_fold_figures_per_fold():
     by_half = own["out_of_fold_by_half"]  # every topic counted in exactly one half
     assert set(by_half) <= {"A", "B"} and by_half and all("ndcg@10" in v for v in by_half.values())
     assert set(result["model"]) >= {"features", "coef", "mean", "scale", "intercept"}
+
+
+def test_ranking_run_and_training_rows_come_from_the_products_own_match(tmp_path, nlp):
+    """run_ranking lists the product's ranked trials, then the rest of the retrieval order (MatchResult.retrieved);
+    training's topic rows are the same retrieve-and-check step, one feature row per checked trial."""
+    from assistant.evaluation import run_ranking
+    from assistant.services import Services
+    from assistant.settings import load_settings
+    from assistant.training import topic_rows
+    from tests.helpers import SEEDS
+
+    rt = Services(load_settings({"DATABASE_URL": f"sqlite:///{tmp_path / 'r.sqlite3'}",
+                                 "INSTANCE_PATH": str(tmp_path), "AUTOLOAD_BUNDLED": False}, environ={}),
+                  pipeline=nlp)
+    rt.ingest([SEEDS])
+    text = "38-year-old woman with lupus nephritis class IV, UPCR 2.4 g/g, failed mycophenolate."
+    result = rt.match(text, {"status": []}, top_k=1)
+    assert len(result.matches) == 1 and result.matches[0].nct_id in result.retrieved
+    assert len(result.retrieved) >= 2  # below top_k the retrieval order is kept
+    run = run_ranking(rt, {"q1": text}, {"q1": {"NCT06557265": 2}}, depth=10)
+    assert set(run["q1"]) == set(result.retrieved[:10])
+    topic = topic_rows(rt, "q1", text, {"NCT06557265": 2})
+    assert len(topic["rows"]) == len(topic["matches"]) == len(topic["labels"]) >= 2
+    assert all(len(row) == len(FEATURES) for row in topic["rows"])
+    assert topic["labels"][[m.nct_id for m in topic["matches"]].index("NCT06557265")] == 1
