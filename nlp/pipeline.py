@@ -8,7 +8,6 @@ hypothetical, uncertainty over doc.ents, with its bundled rules extended by
 from __future__ import annotations
 
 import importlib
-import json
 import logging
 import re
 import sys
@@ -89,8 +88,9 @@ def load_context_rules(path: Path) -> list[Any]:
     """Project ConText rules from JSON, validated like medspaCy's ConTextRule.from_dict."""
     from medspacy.context import ConTextRule
 
-    with open(path, encoding="utf-8") as fh:
-        data = json.load(fh)
+    from nlp.rulefiles import read_json
+
+    data = read_json(path, ValueError, "context rules")
     rules = []
     for i, item in enumerate(data.get("context_rules", [])):
         unknown = set(item) - _CONTEXT_KEYS

@@ -11,13 +11,14 @@ on first use, never at import.
 """
 from __future__ import annotations
 
-import json
 import math
 import re
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
+
+from nlp.rulefiles import read_json
 
 __all__ = [
     "UnitRulesError",
@@ -190,12 +191,7 @@ def _parse_rules(path: str, data: Any) -> UnitRules:
 def load_unit_rules(path: str | Path | None = None) -> UnitRules:
     """Read and validate units.json (cached per path). Raises UnitRulesError naming the file."""
     resolved = str(Path(path) if path is not None else DEFAULT_UNITS_PATH)
-    try:
-        with open(resolved, encoding="utf-8") as handle:
-            data = json.load(handle)
-    except (OSError, json.JSONDecodeError) as exc:
-        raise UnitRulesError(f"{resolved}: cannot read unit rules: {exc}") from exc
-    return _parse_rules(resolved, data)
+    return _parse_rules(resolved, read_json(resolved, UnitRulesError, "unit rules"))
 
 
 def normalize_unit(unit: str | None, rules: UnitRules | None = None) -> str | None:

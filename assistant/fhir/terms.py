@@ -6,7 +6,6 @@ A code the tables do not know falls back to its display text (see :mod:`assistan
 """
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -16,6 +15,7 @@ from types import MappingProxyType
 from typing import Any
 
 from nlp.lexicon import Lexicon
+from nlp.rulefiles import read_json
 
 DEFAULT_PATH = Path(__file__).resolve().parents[2] / "data" / "fhir" / "codes.json"
 POLARITIES = frozenset({"positive", "negative", "high", "low", "pregnant", "not_pregnant", "unknown"})
@@ -165,12 +165,7 @@ def parse_terms(data: Any, lexicon: Lexicon, lab_names: frozenset[str], where: s
 def _load(path: str, lexicon: Lexicon) -> FhirTerms:
     from nlp.components.measurements import load_lab_rules
 
-    try:
-        with open(path, encoding="utf-8") as handle:
-            data = json.load(handle)
-    except (OSError, json.JSONDecodeError) as exc:
-        raise FhirTermsError(f"{path}: cannot read: {exc}") from exc
-    return parse_terms(data, lexicon, frozenset(load_lab_rules().labs), where=path)
+    return parse_terms(read_json(path, FhirTermsError), lexicon, frozenset(load_lab_rules().labs), where=path)
 
 
 def load_terms(lexicon: Lexicon, path: Path | str | None = None) -> FhirTerms:

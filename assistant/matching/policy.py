@@ -6,7 +6,6 @@ alternative it names; the policy's ``why`` is quoted in the verdict's reason.
 """
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -15,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from models.domain import Requirement
+from nlp.rulefiles import read_json
 
 DEFAULT_PATH = Path(__file__).resolve().parents[2] / "data" / "rules" / "closed_world.json"
 READINGS = ("assume_absent", "unknown", "by_concept")
@@ -125,8 +125,4 @@ def parse_policy(data: Any, path: Path = DEFAULT_PATH) -> ClosedWorldPolicy:
 def load_policy(path: str | None = None) -> ClosedWorldPolicy:
     """Read and validate the policy table (cached per path)."""
     p = Path(path) if path else DEFAULT_PATH
-    try:
-        data = json.loads(p.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        raise _fail(p, f"cannot read: {exc}") from exc
-    return parse_policy(data, p)
+    return parse_policy(read_json(p, PolicyError), p)

@@ -10,7 +10,6 @@ Wording comes from ``data/rules/questions.json`` (plain language, the patient's 
 """
 from __future__ import annotations
 
-import json
 import string
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -20,6 +19,7 @@ from typing import Any
 
 from assistant.matching.checks import LAB_TITLES
 from models.domain import CriterionVerdict, Question, TrialLabel, TrialMatch, Verdict
+from nlp.rulefiles import read_json
 
 MAX_QUESTIONS = 3
 ASSUMED_WEIGHT = 0.25
@@ -127,11 +127,7 @@ def parse_templates(data: Any, path: Path = DEFAULT_PATH) -> QuestionTemplates:
 def load_templates(path: str | None = None) -> QuestionTemplates:
     """Read and validate the template file (cached per path)."""
     p = Path(path) if path else DEFAULT_PATH
-    try:
-        data = json.loads(p.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        raise _fail(p, f"cannot read: {exc}") from exc
-    return parse_templates(data, p)
+    return parse_templates(read_json(p, QuestionTemplateError), p)
 
 
 def _askable(v: CriterionVerdict, templates: QuestionTemplates) -> bool:

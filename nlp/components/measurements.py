@@ -21,7 +21,6 @@ char offsets.
 """
 # No ``from __future__ import annotations`` here: spaCy resolves the factory's
 # argument annotations at add_pipe time and cannot evaluate string annotations.
-import json
 import math
 import re
 from dataclasses import dataclass, field
@@ -35,6 +34,7 @@ from spacy.tokens import Doc, Span
 from models.domain import Comparator, LabFact
 from models.domain import Span as TextSpan
 from nlp import units
+from nlp.rulefiles import read_json
 
 __all__ = [
     "DEFAULT_LABS_PATH",
@@ -190,11 +190,7 @@ _TOP_KEYS = frozenset({"description", "labs", "findings"})
 def load_lab_rules(path: str | Path | None = None) -> LabRules:
     """Read and validate labs.json (cached per path); errors name the file."""
     source = str(Path(path) if path is not None else DEFAULT_LABS_PATH)
-    try:
-        with open(source, encoding="utf-8") as handle:
-            data = json.load(handle)
-    except (OSError, json.JSONDecodeError) as exc:
-        raise LabRulesError(f"{source}: cannot read lab rules: {exc}") from exc
+    data = read_json(source, LabRulesError, "lab rules")
     if not isinstance(data, dict):
         raise LabRulesError(f"{source}: top level must be an object")
     unknown = sorted(set(data) - _TOP_KEYS)
