@@ -32,7 +32,8 @@ from assistant.matching.retrieval import Hits
 from models.domain import CriterionText, ParsedCriterion, TrialRecord
 
 logger = logging.getLogger(__name__)
-FORMAT = 1
+# 2: the retrieval index keeps its vocabulary and IDF instead of a scikit-learn vectorizer (index format 3)
+FORMAT = 2
 Parser = Callable[[Sequence[str]], Sequence[ParsedCriterion]]
 
 

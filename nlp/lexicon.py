@@ -404,6 +404,27 @@ class Lexicon:
                                           if e.prednisone_equivalence})
         # Per-tokenizer caches owned by nlp.components.terminology (token tuples of patterns).
         self.matcher_cache: dict[Any, Any] = {}
+        self._cache_file: tuple[Path, str] | None = None  # (path, key) in the derived-data cache, see persist
+
+    # ------------------------------------------------------------------ derived-data cache
+
+    def __getstate__(self) -> dict[str, Any]:
+        """What a cache file holds: the built tables and matcher indexes, not the lookup memos."""
+        state = dict(self.__dict__)
+        state.update(_ancestor_cache={}, _curated_cache={}, _cache_file=None)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+
+    def persist(self) -> None:
+        """Save this lexicon, with the matcher indexes prepared on it, to its derived-data cache file (the
+        default lexicon's, see :func:`default_lexicon`); a lexicon without one is not saved."""
+        if self._cache_file is not None:
+            from nlp import cache
+
+            path, key = self._cache_file
+            cache.save(path, key, self)
 
     # ------------------------------------------------------------------ readers
 
@@ -782,5 +803,21 @@ def lexicon_from_records(conditions: Iterable[Mapping[str, Any]] = (),
 
 @functools.lru_cache(maxsize=1)
 def default_lexicon() -> Lexicon:
-    """The lexicon in ``data/lexicons``, loaded once per process."""
-    return load_lexicon()
+    """The lexicon in ``data/lexicons``, loaded once per process.
+
+    From the derived-data cache (:mod:`nlp.cache`) when it holds the lexicon that these files and this code
+    build (the key is the pipeline fingerprint), else read from the files; it is saved to the cache, with its
+    terminology matcher index, once the pipeline has prepared that index (see :meth:`Lexicon.persist`).
+    """
+    from nlp import cache
+
+    directory = cache.cache_dir()
+    if directory is None:
+        return load_lexicon()
+    key = cache.source_fingerprint()
+    path = directory / f"lexicon-{key}.pickle"
+    lexicon = cache.load(path, key)
+    if not isinstance(lexicon, Lexicon):
+        lexicon = load_lexicon()
+    lexicon._cache_file = (path, key)
+    return lexicon

@@ -69,19 +69,12 @@ def ctm_sentences(doc: Doc) -> Doc:
 def pipeline_fingerprint() -> str:
     """A hash of everything that shapes extraction (code, rules, lexicons).
 
-    Stored next to parsed criteria so a database parsed by an older version is re-parsed.
+    Stored next to parsed criteria so a database parsed by an older version is re-parsed; also the key of
+    the derived-data cache (:mod:`nlp.cache`).
     """
-    import hashlib
+    from nlp.cache import source_fingerprint
 
-    root = Path(__file__).resolve().parents[1]
-    digest = hashlib.sha1()
-    files = sorted([*root.joinpath("nlp").rglob("*.py"), *root.joinpath("data", "rules").glob("*"),
-                    *root.joinpath("data", "lexicons").glob("*")])
-    for path in files:
-        if path.is_file():
-            digest.update(path.relative_to(root).as_posix().encode())
-            digest.update(path.read_bytes())
-    return digest.hexdigest()[:16]
+    return source_fingerprint()
 
 
 def load_context_rules(path: Path) -> list[Any]:

@@ -162,7 +162,7 @@ def build_index(runtime: Any) -> dict[str, Any]:
         snap.save(runtime.snapshot_path)
     ranker = snap.index.ranker
     matrices = [*ranker.matrices_.values(), ranker.weighted_]
-    stats = {"trials": len(snap.trials), "terms": len(ranker.vectorizer_.vocabulary_),
+    stats = {"trials": len(snap.trials), "terms": len(ranker.vocabulary_),
              "nnz": int(sum(m.nnz for m in ranker.matrices_.values())), "weighted_nnz": int(ranker.weighted_.nnz),
              "matrices_mb": round(sum(m.data.nbytes + m.indices.nbytes + m.indptr.nbytes for m in matrices) / 1e6, 1),
              "records_mb": round(sum(len(b) for b in snap.trials.blobs.values()) / 1e6, 1)}

@@ -15,7 +15,8 @@ from models.domain import TrialRecord
 
 logger = logging.getLogger(__name__)
 # 2: the ranker also holds the weighted field matrix (CSC) and the feedback_terms parameter
-FORMAT = 2
+# 3: the ranker holds its vocabulary, IDF and analyzer instead of a scikit-learn vectorizer
+FORMAT = 3
 
 
 @dataclass

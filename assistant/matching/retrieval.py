@@ -10,18 +10,24 @@ single weighted matrix ``W = sum_f w_f * M_f`` in CSC form (``weighted_``), and 
 query is scored with the columns of ``W`` of its own terms only. The per-field
 CSR matrices (``matrices_``) are kept for the few rows that ``field_scores``
 and the Rocchio centroid need.
+
+scikit-learn is imported by ``fit`` only: a fitted ranker keeps the vectorizer's vocabulary and IDF, not the
+vectorizer, and reads a query with :class:`TextAnalyzer` and :meth:`TfidfRanker.transform` (what
+``TfidfVectorizer.transform`` computes for these parameters, to the bit), so a saved snapshot is loaded and
+queried without importing scikit-learn (about 0.6 s of a cold ``trialmatch match``).
 """
 from __future__ import annotations
 
 import logging
+import math
+import re
+import unicodedata
 from collections.abc import Iterable, Sequence
-from typing import NamedTuple
+from dataclasses import dataclass
+from typing import Any, NamedTuple
 
 import numpy as np
 from scipy import sparse
-from sklearn.base import BaseEstimator
-from sklearn.feature_extraction.text import TfidfVectorizer
-from sklearn.preprocessing import normalize
 
 from models.domain import CriterionKind, TrialRecord
 
@@ -39,6 +45,7 @@ DEFAULT_FIELD_WEIGHTS: dict[str, float] = {
 # bundled and scaled corpora); 1,000 leaves the SIGIR ranking unchanged, while 500 cost 0.003 ndCG@10 and
 # 200 cost 0.015 (docs/benchmarks.md, "Fast retrieval").
 DEFAULT_FEEDBACK_TERMS = 1000
+_TOKEN = re.compile(r"(?u)\b\w\w+\b")  # TfidfVectorizer's default token_pattern
 
 
 class Hits(NamedTuple):
@@ -77,7 +84,52 @@ def _merge(terms: list[np.ndarray], values: list[np.ndarray]) -> tuple[np.ndarra
     return unique, np.bincount(inverse, weights=np.concatenate(values), minlength=unique.size)
 
 
-class TfidfRanker(BaseEstimator):
+@dataclass(frozen=True)
+class TextAnalyzer:
+    """The terms of a text as ``TfidfVectorizer(strip_accents="unicode", stop_words=..., ngram_range=...)`` reads
+    it: lower-cased, accents stripped, word tokens of two or more characters, stop words dropped, then the
+    n-grams of what is left. The vectorizer's analyzer at fit time and the query's, so both read text alike."""
+
+    ngram_range: tuple[int, int]
+    stop_words: frozenset[str]
+
+    def __call__(self, text: str) -> list[str]:
+        text = text.lower()
+        if not text.isascii():
+            text = "".join(c for c in unicodedata.normalize("NFKD", text) if not unicodedata.combining(c))
+        tokens = [t for t in _TOKEN.findall(text) if t not in self.stop_words]
+        min_n, max_n = self.ngram_range
+        if max_n == 1:
+            return tokens
+        terms = list(tokens) if min_n == 1 else []
+        for n in range(max(min_n, 2), min(max_n + 1, len(tokens) + 1)):
+            terms.extend(" ".join(tokens[i:i + n]) for i in range(len(tokens) - n + 1))
+        return terms
+
+
+def l2_normalize_rows(matrix: sparse.csr_matrix) -> sparse.csr_matrix:
+    """Each row of a small float32 CSR matrix divided by its L2 norm, in place (zero rows unchanged).
+
+    The arithmetic of scikit-learn's ``normalize(norm="l2")`` (float32 squares summed in order in double
+    precision, the division in double precision), so query vectors are those the ranker was tuned with.
+    """
+    data, indptr = matrix.data, matrix.indptr
+    squares = (data * data).tolist()
+    for row in range(len(indptr) - 1):
+        start, end = int(indptr[row]), int(indptr[row + 1])
+        total = 0.0
+        for value in squares[start:end]:
+            total += value
+        if total != 0.0:
+            data[start:end] = (data[start:end].astype(np.float64) / math.sqrt(total)).astype(data.dtype)
+    return matrix
+
+
+_RANKER_PARAMS = ("ngram_range", "min_df", "max_df", "sublinear_tf", "field_weights", "max_features",
+                  "feedback_docs", "feedback_weight", "feedback_terms")
+
+
+class TfidfRanker:
     def __init__(self, ngram_range: tuple[int, int] = (1, 2), min_df: int = 2, max_df: float = 0.5,
                  sublinear_tf: bool = True, field_weights: dict[str, float] | None = None,
                  max_features: int | None = 500_000, feedback_docs: int = 5,
@@ -92,10 +144,23 @@ class TfidfRanker(BaseEstimator):
         self.feedback_weight = feedback_weight
         self.feedback_terms = feedback_terms
 
+    def get_params(self, deep: bool = True) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in _RANKER_PARAMS}
+
+    def set_params(self, **params: Any) -> "TfidfRanker":
+        for key, value in params.items():
+            if key not in _RANKER_PARAMS:
+                raise ValueError(f"unknown parameter {key!r} of TfidfRanker")
+            setattr(self, key, value)
+        return self
+
     def _weights(self) -> dict[str, float]:
         return dict(self.field_weights or DEFAULT_FIELD_WEIGHTS)
 
     def fit(self, trials: Iterable[TrialRecord], y: None = None) -> "TfidfRanker":
+        from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS, TfidfVectorizer
+        from sklearn.preprocessing import normalize
+
         weights = self._weights()
         ids: list[str] = []
         columns: dict[str, list[str]] = {name: [] for name in weights}
@@ -105,28 +170,57 @@ class TfidfRanker(BaseEstimator):
             for name in weights:
                 columns[name].append(fields.get(name, ""))
         n_docs = len(ids)
-        self.vectorizer_ = TfidfVectorizer(
-            ngram_range=self.ngram_range, min_df=min(self.min_df, max(n_docs, 1)),
+        self.analyzer_ = TextAnalyzer(tuple(self.ngram_range), frozenset(ENGLISH_STOP_WORDS))
+        vectorizer = TfidfVectorizer(
+            analyzer=self.analyzer_, min_df=min(self.min_df, max(n_docs, 1)),
             max_df=self.max_df if n_docs >= 20 else 1.0, sublinear_tf=self.sublinear_tf,
-            stop_words="english", max_features=self.max_features, dtype=np.float32,
-            strip_accents="unicode",
+            max_features=self.max_features, dtype=np.float32,
         )
-        self.vectorizer_.fit(" ".join(parts) for parts in zip(*columns.values()))
+        vectorizer.fit(" ".join(parts) for parts in zip(*columns.values()))
+        self.vocabulary_: dict[str, int] = vectorizer.vocabulary_
+        self.idf_: np.ndarray = vectorizer.idf_
         self.matrices_ = {}
         weighted = None
         for name in list(columns):
-            matrix = sparse.csr_matrix(normalize(self.vectorizer_.transform(columns.pop(name))), dtype=np.float32)
+            matrix = sparse.csr_matrix(normalize(vectorizer.transform(columns.pop(name))), dtype=np.float32)
             self.matrices_[name] = matrix
             if weights[name]:
                 part = matrix * np.float32(weights[name])
                 weighted = part if weighted is None else weighted + part
         if weighted is None:
-            weighted = sparse.csr_matrix((n_docs, len(self.vectorizer_.vocabulary_)), dtype=np.float32)
+            weighted = sparse.csr_matrix((n_docs, len(self.vocabulary_)), dtype=np.float32)
         self.weighted_ = _canonical(sparse.csc_matrix(weighted, dtype=np.float32))
         self.trial_ids_ = ids
         self.index_ = {nct: i for i, nct in enumerate(ids)}
-        logger.info("retriever fitted on %d trials, %d terms", n_docs, len(self.vectorizer_.vocabulary_))
+        logger.info("retriever fitted on %d trials, %d terms", n_docs, len(self.vocabulary_))
         return self
+
+    def transform(self, texts: Sequence[str]) -> sparse.csr_matrix:
+        """The L2-normalised TF-IDF rows of ``texts`` (float32), as the fitted vectorizer's ``transform``
+        would give them (terms counted, sublinear TF, times IDF, normalised)."""
+        vocabulary, analyze = self.vocabulary_, self.analyzer_
+        indices: list[int] = []
+        counts: list[int] = []
+        indptr = [0]
+        for text in texts:
+            row: dict[int, int] = {}
+            for term in analyze(text):
+                j = vocabulary.get(term)
+                if j is not None:
+                    row[j] = row.get(j, 0) + 1
+            for j in sorted(row):
+                indices.append(j)
+                counts.append(row[j])
+            indptr.append(len(indices))
+        cols = np.asarray(indices, dtype=np.int32)
+        data = np.asarray(counts, dtype=np.float32)
+        if self.sublinear_tf:
+            np.log(data, data)
+            data += 1.0
+        data *= self.idf_[cols]
+        matrix = sparse.csr_matrix((data, cols, np.asarray(indptr, dtype=np.int32)),
+                                   shape=(len(indptr) - 1, len(vocabulary)))
+        return l2_normalize_rows(matrix)
 
     def _query_vector(self, query: str | Sequence[tuple[str, float]]):  # type: ignore[no-untyped-def]
         parts = [(query, 1.0)] if isinstance(query, str) else list(query)
@@ -134,7 +228,7 @@ class TfidfRanker(BaseEstimator):
         for text, weight in parts:
             if not text:
                 continue
-            vec = normalize(self.vectorizer_.transform([text])) * weight
+            vec = l2_normalize_rows(self.transform([text])) * weight
             q = vec if q is None else q + vec
         return q
 
@@ -202,7 +296,7 @@ class TfidfRanker(BaseEstimator):
         known = [i for i, r in enumerate(rows) if r >= 0]
         if q is None or q.nnz == 0 or not known:
             return out
-        qt = normalize(q).T.tocsc()
+        qt = l2_normalize_rows(q.copy()).T.tocsc()
         picked = [rows[i] for i in known]
         for name in out:
             out[name][known] = np.asarray((self.matrices_[name][picked] @ qt).todense()).ravel()

@@ -8,8 +8,8 @@ token tuples keyed by the first token, which is what ``PhraseMatcher`` does,
 but builds ~75k patterns in a fraction of the time ``PhraseMatcher.add`` needs
 (patterns are tokenised with the pipeline's own tokenizer, with a verified fast
 path for plain words; the prepared index is kept on the Lexicon object per
-tokenizer and in an on-disk cache keyed by a hash of the patterns, see
-:func:`cache_dir`).
+tokenizer and in the derived-data cache keyed by a hash of the patterns, see
+:mod:`nlp.cache`; the default lexicon's cache file holds its index too).
 
 Matches are made non-overlapping (longest first, then leftmost) and merged
 with the entities already on the Doc according to ``ents_policy``:
@@ -30,10 +30,7 @@ Span extensions (registered when the component is created):
 """
 # No ``from __future__ import annotations``: spaCy resolves the factory's type hints at runtime.
 import hashlib
-import os
-import pickle
 import re
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -42,9 +39,10 @@ import spacy
 from spacy.language import Language
 from spacy.tokens import Doc, Span
 
+from nlp import cache as derived
 from nlp.lexicon import DRUG_LABEL, LABELS, Lexicon, TermPattern, default_lexicon, load_lexicon
 
-_CACHE_FORMAT = 2  # bump when the index layout or tokenize_patterns changes
+_CACHE_FORMAT = 3  # bump when the index layout or tokenize_patterns changes
 EXTENSIONS = ("ctm_concept", "ctm_code", "ctm_classes", "ctm_qualifier", "ctm_is_class")
 ENTS_POLICIES = ("longest", "overwrite", "keep")
 __all__ = ["EXTENSIONS", "LABELS", "TerminologyComponent", "make_terminology"]
@@ -180,16 +178,6 @@ def tokenize_patterns(nlp: Language, terms: list[str]) -> list[tuple[str, ...]]:
     return out
 
 
-def cache_dir() -> Path | None:
-    """Where prepared matcher indexes are cached: ``$TRIALMATCH_CACHE_DIR`` (empty string: no cache),
-    else ``$XDG_CACHE_HOME/trialmatch`` or ``~/.cache/trialmatch``."""
-    env = os.environ.get("TRIALMATCH_CACHE_DIR")
-    if env is not None:
-        return Path(env) if env.strip() else None
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "trialmatch"
-
-
 def _fingerprint(nlp: Language, patterns: tuple[TermPattern, ...]) -> str:
     digest = hashlib.sha256()
     digest.update(repr((_CACHE_FORMAT, spacy.__version__, _tokenizer_key(nlp))).encode())
@@ -198,33 +186,12 @@ def _fingerprint(nlp: Language, patterns: tuple[TermPattern, ...]) -> str:
     return digest.hexdigest()[:24]
 
 
-def _load_cached(path: Path) -> tuple[dict, dict, dict, dict] | None:
-    try:
-        with open(path, "rb") as fh:
-            data = pickle.load(fh)  # our own cache file, written by _save_cached
-        if isinstance(data, tuple) and len(data) == 4 and all(isinstance(d, dict) for d in data):
-            return data
-    except Exception:  # noqa: BLE001 - an unreadable cache is rebuilt
-        pass
-    return None
-
-
-def _save_cached(path: Path, tables: tuple[dict, dict, dict, dict]) -> None:
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-        with os.fdopen(fd, "wb") as fh:
-            pickle.dump(tables, fh, protocol=pickle.HIGHEST_PROTOCOL)
-        os.replace(tmp, path)
-    except OSError:  # a read-only home is no reason to fail
-        pass
-
-
 def build_index(nlp: Language, lexicon: Lexicon, use_cache: bool = True) -> tuple[TermIndex, list[_Target]]:
     """The matcher index for ``lexicon`` under ``nlp``'s tokenizer.
 
-    Kept on the Lexicon object per tokenizer, and (``use_cache``) on disk under
-    :func:`cache_dir`, keyed by a hash of the patterns and the tokenizer settings.
+    Kept on the Lexicon object per tokenizer (saved with the lexicon when it has a derived-data cache
+    file), and (``use_cache``) in the derived-data cache, keyed by a hash of the patterns and the tokenizer
+    settings.
     """
     key = ("ctm_terminology", _tokenizer_key(nlp))
     cached = lexicon.matcher_cache.get(key)
@@ -240,10 +207,11 @@ def build_index(nlp: Language, lexicon: Lexicon, use_cache: bool = True) -> tupl
             target_ids[tkey] = len(targets)
             targets.append(_make_target(lexicon, p))
     index = TermIndex()
-    directory = cache_dir() if use_cache else None
-    path = directory / f"terminology-{_fingerprint(nlp, patterns)}.pickle" if directory else None
-    tables = _load_cached(path) if path is not None and path.exists() else None
-    if tables is not None:
+    directory = derived.cache_dir() if use_cache else None
+    fingerprint = _fingerprint(nlp, patterns) if directory is not None else ""
+    path = directory / f"terminology-{fingerprint}.pickle" if directory is not None else None
+    tables = derived.load(path, fingerprint) if path is not None else None
+    if isinstance(tables, tuple) and len(tables) == 4 and all(isinstance(t, dict) for t in tables):
         index.ci, index.cs, index.ci_len, index.cs_len = tables
     else:
         terms = [p.term if p.case_sensitive else p.term.lower() for p in patterns]
@@ -260,9 +228,11 @@ def build_index(nlp: Language, lexicon: Lexicon, use_cache: bool = True) -> tupl
             index.add(tuple(t.lower() for t in tokens), target_ids[(p.kind, p.key)], False)
         index.freeze()
         if path is not None:
-            _save_cached(path, (index.ci, index.cs, index.ci_len, index.cs_len))
+            derived.save(path, fingerprint, (index.ci, index.cs, index.ci_len, index.cs_len))
     result = (index, targets)
     lexicon.matcher_cache[key] = result
+    if use_cache:
+        lexicon.persist()  # the default lexicon's cache file: the next process loads the index with it
     return result
 
 
@@ -549,7 +519,7 @@ class TerminologyComponent:
 def make_terminology(nlp: Language, name: str, lexicon_path: str | None, ents_policy: str, qualifiers: bool,
                      coordination: bool, cache: bool) -> TerminologyComponent:
     """Factory: ``lexicon_path`` None uses :func:`nlp.lexicon.default_lexicon` (data/lexicons);
-    ``cache`` keeps the prepared matcher index on disk (see :func:`cache_dir`)."""
+    ``cache`` keeps the prepared matcher index on disk (see :mod:`nlp.cache`)."""
     lexicon = load_lexicon(Path(lexicon_path)) if lexicon_path else default_lexicon()
     return TerminologyComponent(nlp, name, lexicon=lexicon, ents_policy=ents_policy, qualifiers=qualifiers,
                                 coordination=coordination, cache=cache)

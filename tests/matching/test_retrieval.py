@@ -30,7 +30,7 @@ CORPUS = [
 
 def test_estimator_contract():
     ranker = TfidfRanker(ngram_range=(1, 1), min_df=1)
-    assert not hasattr(ranker, "vectorizer_")
+    assert not hasattr(ranker, "vocabulary_")
     assert ranker.fit(CORPUS) is ranker
     assert ranker.trial_ids_ == [t.nct_id for t in CORPUS]
     cloned = clone(ranker)
@@ -104,7 +104,7 @@ def _dense_fields(ranker: TfidfRanker) -> dict[str, np.ndarray]:
     """Each field's L2-normalised TF-IDF rows, computed from the trial texts in plain numpy."""
     out = {}
     for name in DEFAULT_FIELD_WEIGHTS:
-        x = ranker.vectorizer_.transform([trial_fields(t)[name] for t in FIELD_CORPUS]).toarray().astype(np.float64)
+        x = ranker.transform([trial_fields(t)[name] for t in FIELD_CORPUS]).toarray().astype(np.float64)
         norms = np.linalg.norm(x, axis=1, keepdims=True)
         out[name] = np.divide(x, norms, out=np.zeros_like(x), where=norms > 0)
     return out
@@ -112,7 +112,7 @@ def _dense_fields(ranker: TfidfRanker) -> dict[str, np.ndarray]:
 
 def _dense_query(ranker: TfidfRanker, query) -> np.ndarray:
     parts = [(query, 1.0)] if isinstance(query, str) else query
-    q = sum(w * _unit(ranker.vectorizer_.transform([text]).toarray().ravel().astype(np.float64)) for text, w in parts)
+    q = sum(w * _unit(ranker.transform([text]).toarray().ravel().astype(np.float64)) for text, w in parts)
     return _unit(q)
 
 
@@ -207,3 +207,72 @@ def test_query_concepts_carry_diagnoses_not_symptoms():
     concept_part = parts[1][0]
     assert "sarcoidosis" in concept_part and "sarcoidosis syn" in concept_part
     assert "cough" not in concept_part and "night sweats" not in concept_part
+
+
+# --------------------------------------------------------------------------- the query path without scikit-learn
+
+ODD_TEXTS = ["", "a I", "Sjögren's syndrome, naïve to café-au-lait ½ ﬁbrosis", "IL-6 anti-CD20 CAR-T 2nd-line",
+             "the and of with", "HER2+ / ER- breast cancer; eGFR < 30 mL/min/1.73m²", "lupus lupus LUPUS nephritis",
+             "Ωmega-3 ÆØÅ straße ǅ"]
+
+
+def _reference_vectorizer(ranker: TfidfRanker, texts: list[str]):
+    """The vectorizer the ranker replaced: TfidfVectorizer with its built-in English analysis."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    return TfidfVectorizer(ngram_range=ranker.ngram_range, min_df=1, max_df=1.0, sublinear_tf=True,
+                           stop_words="english", max_features=ranker.max_features, dtype=np.float32,
+                           strip_accents="unicode").fit(texts)
+
+
+def test_analyzer_reads_text_as_the_tfidf_vectorizer_does():
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    ranker = TfidfRanker(min_df=1).fit(FIELD_CORPUS)
+    texts = [trial_fields(t)["all"] for t in FIELD_CORPUS] + ODD_TEXTS + QUERIES[:2]
+    for ngram_range in ((1, 1), (1, 2), (1, 3), (2, 3)):
+        reference = TfidfVectorizer(ngram_range=ngram_range, stop_words="english",
+                                    strip_accents="unicode").build_analyzer()
+        analyzer = type(ranker.analyzer_)(ngram_range, ranker.analyzer_.stop_words)
+        for text in texts:
+            assert analyzer(text) == reference(text), (ngram_range, text)
+
+
+def test_fit_and_transform_equal_the_tfidf_vectorizer_to_the_bit():
+    from sklearn.preprocessing import normalize
+
+    from assistant.matching.retrieval import l2_normalize_rows
+
+    texts = [" ".join(trial_fields(t).values()) for t in FIELD_CORPUS]
+    ranker = TfidfRanker(min_df=1, max_df=1.0).fit(FIELD_CORPUS)
+    reference = _reference_vectorizer(ranker, [" ".join(trial_fields(t)[name] for name in DEFAULT_FIELD_WEIGHTS)
+                                               for t in FIELD_CORPUS])  # what fit reads
+    assert ranker.vocabulary_ == reference.vocabulary_
+    assert np.array_equal(ranker.idf_, reference.idf_)
+    for text in texts + ODD_TEXTS + QUERIES[:2]:
+        expected = reference.transform([text])  # normalised already (norm="l2")
+        got = ranker.transform([text])
+        assert got.dtype == np.float32 and np.array_equal(got.indices, expected.indices)
+        assert np.array_equal(got.data, expected.data), text
+        # the query path normalises once more, as it did with the vectorizer (not always a no-op in float32)
+        assert np.array_equal(l2_normalize_rows(got.copy()).data, normalize(expected).data)
+    several = ranker.transform(texts[:3])
+    assert np.array_equal(several.toarray(), reference.transform(texts[:3]).toarray())
+
+
+def test_a_saved_index_is_loaded_and_queried_without_scikit_learn(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    path = tmp_path / "idx.pkl"
+    CorpusIndex.build(FIELD_CORPUS, "v1", TfidfRanker(min_df=1)).save(path)
+    code = ("import sys; from pathlib import Path; from assistant.matching.index import CorpusIndex; "
+            "from assistant.matching.filters import Filters; "
+            f"index = CorpusIndex.load(Path({str(path)!r})); "
+            "hits = index.search([('lupus nephritis', 1.0), ('rituximab', 0.25)], 3, Filters()); "
+            "index.field_scores('lupus', hits.ids); "
+            "print(hits.ids[0], 'sklearn' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=Path(__file__).resolve().parents[2])
+    assert out.stdout.split() == ["NCT00000005", "False"]
