@@ -32,7 +32,8 @@ from assistant.matching.retrieval import Hits
 from models.domain import CriterionText, ParsedCriterion, TrialRecord
 
 logger = logging.getLogger(__name__)
-FORMAT = 1
+# 2: the retriever keeps compressed token ids instead of the per-field matrices (retrieval.TfidfRanker)
+FORMAT = 2
 Parser = Callable[[Sequence[str]], Sequence[ParsedCriterion]]
 
 

@@ -15,7 +15,8 @@ from models.domain import TrialRecord
 
 logger = logging.getLogger(__name__)
 # 2: the ranker also holds the weighted field matrix (CSC) and the feedback_terms parameter
-FORMAT = 2
+# 3: compressed token ids in place of the per-field matrices
+FORMAT = 3
 
 
 @dataclass
