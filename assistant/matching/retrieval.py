@@ -29,8 +29,9 @@ from typing import NamedTuple
 import numpy as np
 from scipy import sparse
 from sklearn.base import BaseEstimator
-from sklearn.feature_extraction.text import TfidfTransformer, TfidfVectorizer
+from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.preprocessing import normalize
+from sklearn.utils.sparsefuncs_fast import inplace_csr_row_normalize_l2
 
 from models.domain import CriterionKind, TrialRecord
 
@@ -214,9 +215,6 @@ class TfidfRanker(BaseEstimator):
         vectorizer.vocabulary_ = vocabulary
         vectorizer.idf_ = self._idf(col_df, n_docs, vectorizer.smooth_idf)
         self.vectorizer_ = vectorizer
-        self.transformer_ = TfidfTransformer(norm=vectorizer.norm, use_idf=True, smooth_idf=vectorizer.smooth_idf,
-                                             sublinear_tf=vectorizer.sublinear_tf)
-        self.transformer_.idf_ = vectorizer.idf_
         self.weighted_ = self._weighted_matrix(col_wdf, [weights[name] for name in names], n_docs)
         self.trial_ids_ = ids
         self.index_ = {nct: i for i, nct in enumerate(ids)}
@@ -318,9 +316,14 @@ class TfidfRanker(BaseEstimator):
         return out
 
     def _tfidf_rows(self, seqs: Sequence[np.ndarray]) -> sparse.csr_matrix:
-        """The L2-normalised TF-IDF rows (float32 CSR) of token id sequences: the counts matrix
-        ``CountVectorizer.transform`` builds (sorted indices), then the fitted ``TfidfTransformer``."""
-        n, n_terms = len(seqs), self.transformer_.idf_.size
+        """The L2-normalised TF-IDF rows (float32 CSR) of token id sequences.
+
+        The counts matrix is the one ``CountVectorizer.transform`` builds (float32, sorted indices); then the
+        operations of ``TfidfTransformer.transform`` (sublinear tf, idf, L2 norm) and the retriever's own second
+        ``normalize``, called here without scikit-learn's input validation, which cost more than the arithmetic
+        for the few rows a query needs."""
+        idf = self.vectorizer_.idf_
+        n, n_terms = len(seqs), idf.size
         if n == 0:
             return sparse.csr_matrix((0, n_terms), dtype=np.float32)
         lengths = np.fromiter((s.size for s in seqs), dtype=np.int64, count=n)
@@ -331,13 +334,23 @@ class TfidfRanker(BaseEstimator):
         cells, counts = np.unique(rows[hit] * n_terms + self.columns_[pos[hit]], return_counts=True)
         indptr = np.zeros(n + 1, dtype=np.int64)
         np.cumsum(np.bincount(cells // n_terms, minlength=n), out=indptr[1:])
-        matrix = sparse.csr_matrix((counts.astype(np.float32), (cells % n_terms).astype(np.int32), indptr),
-                                   shape=(n, n_terms))
-        return sparse.csr_matrix(normalize(self.transformer_.transform(matrix)), dtype=np.float32)
+        index_dtype = np.int32 if max(cells.size, n_terms) < np.iinfo(np.int32).max else np.int64
+        matrix = sparse.csr_matrix((counts.astype(np.float32), (cells % n_terms).astype(index_dtype),
+                                    indptr.astype(index_dtype)), shape=(n, n_terms))
+        if self.vectorizer_.sublinear_tf:
+            np.log(matrix.data, matrix.data)
+            matrix.data += 1.0
+        matrix.data *= idf[matrix.indices]
+        inplace_csr_row_normalize_l2(matrix)  # TfidfTransformer's norm="l2"
+        inplace_csr_row_normalize_l2(matrix)  # and normalize() of the transformed rows
+        return matrix
 
     def _field_rows(self, rows: Sequence[int]) -> list[sparse.csr_matrix]:
-        """Each field's TF-IDF matrix restricted to ``rows`` (in that order)."""
-        return [self._tfidf_rows(seqs) for seqs in self._field_tokens(rows)]
+        """Each field's TF-IDF matrix restricted to ``rows`` (in that order), computed in one pass."""
+        fields = self._field_tokens(rows)
+        stacked = self._tfidf_rows([seq for seqs in fields for seq in seqs])
+        n = len(fields[0]) if fields else 0
+        return [stacked[f * n:(f + 1) * n] for f in range(len(fields))]
 
     def _weighted_matrix(self, nnz: np.ndarray, weights: list[float], n_docs: int) -> sparse.csc_matrix:
         """W = sum_f w_f * M_f (float32, in field order, as scipy adds CSR matrices), computed chunk by chunk and
