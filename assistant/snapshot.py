@@ -33,7 +33,8 @@ from models.domain import CriterionText, ParsedCriterion, TrialRecord
 
 logger = logging.getLogger(__name__)
 # 2: the retrieval index keeps its vocabulary and IDF instead of a scikit-learn vectorizer (index format 3)
-FORMAT = 2
+# 3: the retriever keeps compressed token ids instead of the per-field matrices (index format 4)
+FORMAT = 3
 Parser = Callable[[Sequence[str]], Sequence[ParsedCriterion]]
 
 

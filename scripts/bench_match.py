@@ -29,6 +29,7 @@ Goals: p50 <= 50 ms at ~1k trials (the bundled corpus has ~3.75k) and <= 200 ms 
     python scripts/bench_match.py                          # + 100,000 trials
     python scripts/bench_match.py --trials 20000 --json
     python scripts/bench_match.py --workdir /tmp/tm-bench  # keep/reuse the ingested database
+    python scripts/bench_match.py --skip-bundled --workdir /tmp/tm-bench --reuse-scaled  # and the 100k one
 """
 from __future__ import annotations
 
@@ -161,12 +162,12 @@ def build_index(runtime: Any) -> dict[str, Any]:
     with bc.Stopwatch() as save:
         snap.save(runtime.snapshot_path)
     ranker = snap.index.ranker
-    matrices = [*ranker.matrices_.values(), ranker.weighted_]
-    stats = {"trials": len(snap.trials), "terms": len(ranker.vocabulary_),
-             "nnz": int(sum(m.nnz for m in ranker.matrices_.values())), "weighted_nnz": int(ranker.weighted_.nnz),
-             "matrices_mb": round(sum(m.data.nbytes + m.indices.nbytes + m.indptr.nbytes for m in matrices) / 1e6, 1),
+    w = ranker.weighted_
+    stats = {"trials": len(snap.trials), "terms": len(ranker.vocabulary_), "weighted_nnz": int(w.nnz),
+             "matrices_mb": round((w.data.nbytes + w.indices.nbytes + w.indptr.nbytes) / 1e6, 1),
+             "tokens_mb": round(sum(len(b) for b in ranker.tokens_) / 1e6, 1),
              "records_mb": round(sum(len(b) for b in snap.trials.blobs.values()) / 1e6, 1)}
-    del snap, ranker, matrices
+    del snap, ranker, w
     gc.collect()
     other = Services(runtime.settings, pipeline=runtime.pipeline, lexicon=runtime.lexicon)
     with bc.Stopwatch() as load:
@@ -174,6 +175,8 @@ def build_index(runtime: Any) -> dict[str, Any]:
                                      runtime.settings.SNAPSHOT_DECODED_MAX)
     if loaded is None:
         print("warning: the saved snapshot was not found for the current corpus version", file=sys.stderr)
+    del loaded, other  # a worker holds one snapshot: the one refresh() loads below
+    gc.collect()
     runtime.refresh()  # the runtime under test now serves that saved snapshot
     return {**stats, "build_s": round(build.seconds, 2), "save_s": round(save.seconds, 2),
             "load_from_disk_s": round(load.seconds, 2),
@@ -276,8 +279,8 @@ def describe(label: str, r: dict[str, Any], goal_ms: float | None, goal_text: st
     lines.append(f"  candidate depth {r['candidate_depth']} (mean {r['mean_candidates']} hits), check depth "
                  f"{r['check_depth']} (mean {r['mean_checked']} trials checked), top_k {TOP_K}, filters {FILTERS}")
     lines.append(f"  snapshot: built in {ix['build_s']:.1f} s (read {ix['trials']} trials from the database, "
-                 f"TF-IDF fit: {ix['terms']} terms, {ix['nnz']} non-zeros in the field matrices, "
-                 f"{ix['weighted_nnz']} in the weighted matrix; sparse matrices {ix['matrices_mb']} MB; "
+                 f"TF-IDF fit: {ix['terms']} terms, {ix['weighted_nnz']} non-zeros in the weighted matrix "
+                 f"({ix['matrices_mb']} MB), compressed token ids {ix['tokens_mb']} MB; "
                  f"compressed records {ix['records_mb']} MB), save {ix['save_s']:.1f} s "
                  f"({ix['snapshot_file_mb']} MB), load from disk {ix['load_from_disk_s']:.1f} s")
     lines.append(f"  memory: peak RSS after the build {ix['peak_rss_after_build_mb']} MB, RSS while serving "
@@ -296,6 +299,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--skip-scaled", action="store_true", help="only the bundled corpus")
     ap.add_argument("--skip-bundled", action="store_true", help="only the scaled corpus")
     ap.add_argument("--workdir", type=Path, help="keep databases here; an existing bundled database is reused")
+    ap.add_argument("--reuse-scaled", action="store_true",
+                    help="with --workdir: reuse a scaled database of that size left by an earlier run instead of "
+                         "growing it again (its snapshot is still rebuilt and timed)")
     ap.add_argument("--tracemalloc", action="store_true", help="also report tracemalloc peak of the query phase")
     ap.add_argument("--json", action="store_true", help="print one JSON line instead of the summary")
     args = ap.parse_args(argv)
@@ -328,16 +334,26 @@ def main(argv: list[str] | None = None) -> int:
 
         if not args.skip_scaled and args.trials > 0:
             scaled = work / "scaled"
-            if scaled.exists():
-                shutil.rmtree(scaled)
-            scaled.mkdir(parents=True)
-            for suffix in ("", "-wal", "-shm"):  # the engine was disposed, so normally only the main file
-                if (base / f"bench.sqlite3{suffix}").exists():
-                    shutil.copyfile(base / f"bench.sqlite3{suffix}", scaled / f"bench.sqlite3{suffix}")
-            srt = Services(bc.temp_settings(scaled, autoload=False), pipeline=rt.pipeline, lexicon=rt.lexicon)
-            print(f"[scaled] writing perturbed copies up to {args.trials} trials ...", file=sys.stderr, flush=True)
-            grow = grow_corpus(srt, args.trials, args.seed)
             db = scaled / "bench.sqlite3"
+            srt = None
+            if args.reuse_scaled and db.exists():
+                srt = Services(bc.temp_settings(scaled, autoload=False), pipeline=rt.pipeline, lexicon=rt.lexicon)
+                if srt.repo.count() != args.trials:
+                    srt.engine.dispose()
+                    srt = None
+            if srt is None:
+                if scaled.exists():
+                    shutil.rmtree(scaled)
+                scaled.mkdir(parents=True)
+                for suffix in ("", "-wal", "-shm"):  # the engine was disposed, so normally only the main file
+                    if (base / f"bench.sqlite3{suffix}").exists():
+                        shutil.copyfile(base / f"bench.sqlite3{suffix}", scaled / f"bench.sqlite3{suffix}")
+                srt = Services(bc.temp_settings(scaled, autoload=False), pipeline=rt.pipeline, lexicon=rt.lexicon)
+                print(f"[scaled] writing perturbed copies up to {args.trials} trials ...", file=sys.stderr, flush=True)
+                grow = grow_corpus(srt, args.trials, args.seed)
+            else:
+                print(f"[scaled] reusing the {args.trials} stored trials ...", file=sys.stderr, flush=True)
+                grow = {"base_trials": None, "copies_written": 0, "reused": True}
             grow["db_mb"] = round(db.stat().st_size / 1e6, 1)
             result["scaled_build"] = grow
             result["scaled"] = bench_corpus(srt, "scaled", queries, warmup, args.tracemalloc)
@@ -359,9 +375,12 @@ def main(argv: list[str] | None = None) -> int:
         lines += describe("bundled corpus", result["bundled"], GOAL_SMALL_MS, "(~1k trials)")
     if "scaled" in result:
         g = result["scaled_build"]
-        lines.append(f"scaled corpus: {g['copies_written']} perturbed copies of {g['base_trials']} stored trials "
-                     f"written in {g['insert_s']:.0f} s ({g['insert_trials_per_s']} trials/s, batches of {BATCH}); "
-                     f"database {g['db_mb']} MB")
+        if g.get("reused"):
+            lines.append(f"scaled corpus: database of an earlier run reused (--reuse-scaled); {g['db_mb']} MB")
+        else:
+            lines.append(f"scaled corpus: {g['copies_written']} perturbed copies of {g['base_trials']} stored "
+                         f"trials written in {g['insert_s']:.0f} s ({g['insert_trials_per_s']} trials/s, batches "
+                         f"of {BATCH}); database {g['db_mb']} MB")
         n = result["scaled"]["trials"]
         goal_ms = GOAL_LARGE_MS if n >= GOAL_LARGE_AT else None
         lines += describe("scaled corpus", result["scaled"], goal_ms, "(100k trials)")

@@ -16,7 +16,8 @@ from models.domain import TrialRecord
 logger = logging.getLogger(__name__)
 # 2: the ranker also holds the weighted field matrix (CSC) and the feedback_terms parameter
 # 3: the ranker holds its vocabulary, IDF and analyzer instead of a scikit-learn vectorizer
-FORMAT = 3
+# 4: compressed token ids in place of the per-field matrices
+FORMAT = 4
 
 
 @dataclass

@@ -1,8 +1,15 @@
 from __future__ import annotations
 
-import numpy as np
-from sklearn.base import clone
+import pickle
 
+import numpy as np
+import pytest
+from scipy import sparse
+from sklearn.base import clone
+from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.preprocessing import normalize
+
+from assistant.matching import retrieval
 from assistant.matching.filters import Filters, Near, build_mask, haversine_km, nearest_site_km, trial_meta
 from assistant.matching.index import CorpusIndex
 from assistant.matching.retrieval import DEFAULT_FIELD_WEIGHTS, TfidfRanker, trial_fields
@@ -180,6 +187,98 @@ def test_field_scores_are_the_per_field_cosines():
         assert set(got) == set(DEFAULT_FIELD_WEIGHTS)
         for name in DEFAULT_FIELD_WEIGHTS:
             np.testing.assert_allclose(got[name], [fields[name][4] @ q, 0.0, fields[name][0] @ q], atol=1e-5)
+
+
+# --------------------------------------------------------------------------- memory-bounded fit == TfidfVectorizer
+
+# Accents, a Greek final sigma, stop words, repeated words and an empty field: the tokenisation must be the
+# vectorizer's own, including bigrams across the joined fields.
+ODD_CORPUS = FIELD_CORPUS + [
+    trial("NCT00000009", "Étude de la SCLÉROSE en plaques ΟΔΟΣ", ["Sclérose en plaques", "Multiple Sclerosis"],
+          "the the lupus lupus lupus nephritis nephritis and asthma asthma"),
+    trial("NCT00000010", "Asthma", [], ""),
+]
+
+
+def _plain(ranker: TfidfRanker, corpus) -> tuple[TfidfVectorizer, dict[str, object]]:
+    """What the retriever fitted before: ``TfidfVectorizer.fit`` on the joined fields, then each field
+    transformed, normalised and summed with the weights (scipy CSR arithmetic, float32)."""
+    weights = ranker._weights()
+    columns = {name: [trial_fields(t).get(name, "") for t in corpus] for name in weights}
+    n = len(corpus)
+    vec = TfidfVectorizer(ngram_range=ranker.ngram_range, min_df=min(ranker.min_df, n),
+                          max_df=ranker.max_df if n >= 20 else 1.0, sublinear_tf=True, stop_words="english",
+                          max_features=ranker.max_features, dtype=np.float32, strip_accents="unicode")
+    vec.fit(" ".join(parts) for parts in zip(*columns.values()))
+    matrices = {name: sparse.csr_matrix(normalize(vec.transform(texts)), dtype=np.float32)
+                for name, texts in columns.items()}
+    w = None
+    for name, m in matrices.items():
+        if weights[name]:
+            part = m * np.float32(weights[name])
+            w = part if w is None else w + part
+    w = sparse.csc_matrix(w, dtype=np.float32)
+    w.sum_duplicates()
+    w.sort_indices()
+    return vec, {"weighted": w, **matrices}
+
+
+def _same_csr(a, b) -> bool:
+    return (a.shape == b.shape and np.array_equal(a.indptr, b.indptr) and np.array_equal(a.indices, b.indices)
+            and np.array_equal(a.data, b.data))
+
+
+@pytest.mark.parametrize("params", [
+    {"min_df": 1},
+    {"min_df": 2, "max_features": 25},  # the max_features cut falls on ties of the total counts
+    {"min_df": 1, "ngram_range": (1, 1), "field_weights": {"title": 1.0, "summary": 0.0, "conditions": 0.5}},
+    {"min_df": 1, "ngram_range": (2, 2)},
+])
+@pytest.mark.parametrize("chunk", [1, 3, 10_000])
+def test_chunked_fit_equals_tfidf_vectorizer(monkeypatch, params, chunk):
+    monkeypatch.setattr(retrieval, "FIT_CHUNK", chunk)
+    corpus = ODD_CORPUS * 3  # 30 documents: max_df=0.5 applies
+    ranker = TfidfRanker(**params).fit(corpus)
+    vec, plain = _plain(ranker, corpus)
+    assert {k: int(v) for k, v in vec.vocabulary_.items()} == ranker.vocabulary_
+    assert np.array_equal(vec.idf_, ranker.idf_) and ranker.idf_.dtype == np.float32
+    assert _same_csr(plain["weighted"], ranker.weighted_)
+    rows = list(range(len(corpus)))
+    for name, rebuilt in zip(ranker._weights(), ranker._field_rows(rows)):  # the rows feedback/field_scores use
+        assert _same_csr(plain[name], rebuilt)
+    text = "lupus nephritis with asthma, sclérose en plaques"
+    np.testing.assert_array_equal(ranker.transform([text]).toarray(), vec.transform([text]).toarray())
+
+
+def test_fit_scores_do_not_depend_on_the_chunk_size(monkeypatch):
+    monkeypatch.setattr(retrieval, "FIT_CHUNK", 10_000)
+    whole = TfidfRanker(min_df=1, feedback_docs=2).fit(ODD_CORPUS)
+    monkeypatch.setattr(retrieval, "FIT_CHUNK", 2)
+    chunked = TfidfRanker(min_df=1, feedback_docs=2).fit(ODD_CORPUS)
+    for query in QUERIES:
+        np.testing.assert_array_equal(whole.score_all(query), chunked.score_all(query))
+        assert whole.search(query, k=5).ids == chunked.search(query, k=5).ids
+        a, b = whole.field_scores(query, whole.trial_ids_), chunked.field_scores(query, whole.trial_ids_)
+        assert all(np.array_equal(a[k], b[k]) for k in a)
+
+
+def test_fitted_ranker_survives_pickling_with_feedback_and_field_scores():
+    ranker = TfidfRanker(min_df=1, feedback_docs=2).fit(FIELD_CORPUS)
+    loaded = pickle.loads(pickle.dumps(ranker, protocol=pickle.HIGHEST_PROTOCOL))
+    assert not hasattr(loaded, "matrices_")
+    for query in QUERIES:
+        np.testing.assert_array_equal(loaded.score_all(query), ranker.score_all(query))
+        got, expected = loaded.field_scores(query, loaded.trial_ids_), ranker.field_scores(query, ranker.trial_ids_)
+        assert all(np.array_equal(got[k], expected[k]) for k in expected) and got["all"].max() > 0
+
+
+def test_fit_rejects_what_it_cannot_reproduce():
+    with pytest.raises(ValueError, match="ngram_range"):
+        TfidfRanker(ngram_range=(1, 3)).fit(FIELD_CORPUS)
+    with pytest.raises(ValueError, match="negative"):
+        TfidfRanker(field_weights={"all": 1.0, "title": -0.5}).fit(FIELD_CORPUS)
+    with pytest.raises(ValueError, match="empty vocabulary"):
+        TfidfRanker().fit([])
 
 
 def test_nearest_site_names_the_recruiting_site_it_measured():
