@@ -34,7 +34,8 @@ from models.domain import CriterionText, ParsedCriterion, TrialRecord
 logger = logging.getLogger(__name__)
 # 2: the retrieval index keeps its vocabulary and IDF instead of a scikit-learn vectorizer (index format 3)
 # 3: the retriever keeps compressed token ids instead of the per-field matrices (index format 4)
-FORMAT = 3
+# 4: a small corpus's retriever keeps its per-field rows as well (index format 5)
+FORMAT = 4
 Parser = Callable[[Sequence[str]], Sequence[ParsedCriterion]]
 
 

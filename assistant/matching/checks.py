@@ -589,7 +589,9 @@ def check_requirement(profile: PatientProfile, req: Requirement, ctx: CheckConte
     looks_for_exclusion = (ctx.kind is CriterionKind.EXCLUSION) == req.present and not ctx.guard
     policy = ctx.policy or load_policy()
     reading = policy.reading(req, ctx.is_a, ctx.category_of) if looks_for_exclusion or ctx.guard else None
-    ctx = replace(ctx, closed_world=bool(reading and reading.assume_absent), rule_out=looks_for_exclusion)
+    closed_world = bool(reading and reading.assume_absent)
+    if ctx.closed_world is not closed_world or ctx.rule_out is not looks_for_exclusion:  # replace() is slow
+        ctx = replace(ctx, closed_world=closed_world, rule_out=looks_for_exclusion)
     if (ctx.kind is CriterionKind.EXCLUSION and req.type == "therapy" and req.min_days_ago is not None
             and req.within_days is None):
         req = replace(req, within_days=req.min_days_ago, min_days_ago=None)

@@ -17,7 +17,8 @@ logger = logging.getLogger(__name__)
 # 2: the ranker also holds the weighted field matrix (CSC) and the feedback_terms parameter
 # 3: the ranker holds its vocabulary, IDF and analyzer instead of a scikit-learn vectorizer
 # 4: compressed token ids in place of the per-field matrices
-FORMAT = 4
+# 5: field_matrices_ (per-field rows kept up to field_rows_max_docs trials)
+FORMAT = 5
 
 
 @dataclass

@@ -26,7 +26,6 @@ scikit-learn (about 0.6 s of a cold ``trialmatch match``).
 from __future__ import annotations
 
 import logging
-import math
 import re
 import unicodedata
 import zlib
@@ -117,30 +116,39 @@ class TextAnalyzer:
 
 
 def l2_normalize_rows(matrix: sparse.csr_matrix) -> sparse.csr_matrix:
-    """Each row of a small float32 CSR matrix divided by its L2 norm, in place (zero rows unchanged).
+    """Each row of a float32 CSR matrix divided by its L2 norm, in place (zero rows unchanged).
 
-    The arithmetic of scikit-learn's ``normalize(norm="l2")`` (float32 squares summed in order in double
-    precision, the division in double precision), so query vectors are those the ranker was tuned with.
+    The arithmetic of scikit-learn's ``normalize(norm="l2")``: float32 squares added one after the other, in row
+    order, in double precision, then the division in double precision; so query vectors and recomputed field
+    rows are those the ranker was tuned with. The squares are laid out by step (row i's k-th square at [k, i])
+    and summed by a cumulative sum down the steps, which keeps that order with numpy doing the work.
     """
     data, indptr = matrix.data, matrix.indptr
-    squares = (data * data).tolist()
-    for row in range(len(indptr) - 1):
-        start, end = int(indptr[row]), int(indptr[row + 1])
-        total = 0.0
-        for value in squares[start:end]:
-            total += value
-        if total != 0.0:
-            data[start:end] = (data[start:end].astype(np.float64) / math.sqrt(total)).astype(data.dtype)
+    n = len(indptr) - 1
+    if n == 0 or data.size == 0:
+        return matrix
+    lengths = np.diff(indptr).astype(np.int64)
+    rows = np.repeat(np.arange(n), lengths)
+    step = np.arange(data.size) - np.repeat(np.asarray(indptr[:-1], dtype=np.int64), lengths)
+    padded = np.zeros((int(lengths.max()), n))  # padding adds 0.0, which changes no sum
+    padded[step, rows] = data * data
+    norms = np.sqrt(np.cumsum(padded, axis=0)[-1])[rows]  # cumsum adds in order
+    keep = norms != 0.0
+    data[keep] = (data[keep].astype(np.float64) / norms[keep]).astype(data.dtype)
     return matrix
 
 
 _RANKER_PARAMS = ("ngram_range", "min_df", "max_df", "sublinear_tf", "field_weights", "max_features",
-                  "feedback_docs", "feedback_weight", "feedback_terms")
+                  "feedback_docs", "feedback_weight", "feedback_terms", "field_rows_max_docs")
 
 
 # Documents analysed / transformed together in the fit: bounds the transient arrays of a chunk (~3 M
 # n-grams of a 2,000-trial chunk).
 FIT_CHUNK = 2000
+# Up to this many trials the per-field TF-IDF rows are kept after the fit (about 9 MB for the bundled 3,750
+# trials), so the rows that feedback and field_scores read are slices (~1 ms for 60 trials); above it they are
+# recomputed from the compressed token ids (~8 ms), which keeps a 100k-trial index within its memory budget.
+FIELD_ROWS_MAX_DOCS = 20_000
 _BIGRAM_SHIFT = 32
 
 
@@ -186,7 +194,8 @@ class TfidfRanker:
     def __init__(self, ngram_range: tuple[int, int] = (1, 2), min_df: int = 2, max_df: float = 0.5,
                  sublinear_tf: bool = True, field_weights: dict[str, float] | None = None,
                  max_features: int | None = 500_000, feedback_docs: int = 5,
-                 feedback_weight: float = 0.3, feedback_terms: int | None = DEFAULT_FEEDBACK_TERMS) -> None:
+                 feedback_weight: float = 0.3, feedback_terms: int | None = DEFAULT_FEEDBACK_TERMS,
+                 field_rows_max_docs: int = FIELD_ROWS_MAX_DOCS) -> None:
         self.ngram_range = ngram_range
         self.min_df = min_df
         self.max_df = max_df
@@ -196,6 +205,7 @@ class TfidfRanker:
         self.feedback_docs = feedback_docs
         self.feedback_weight = feedback_weight
         self.feedback_terms = feedback_terms
+        self.field_rows_max_docs = field_rows_max_docs
 
     def get_params(self, deep: bool = True) -> dict[str, Any]:
         return {name: getattr(self, name) for name in _RANKER_PARAMS}
@@ -280,8 +290,14 @@ class TfidfRanker:
         self.analyzer_ = TextAnalyzer(tuple(self.ngram_range), frozenset(stop))
         # the fit normalises every row of the corpus: scikit-learn's compiled loop, the same arithmetic as
         # l2_normalize_rows (used for the few rows of a query, without importing scikit-learn)
+        self.field_matrices_: list[sparse.csr_matrix] | None = None
+        kept_rows: list[list[sparse.csr_matrix]] | None = [] if n_docs <= self.field_rows_max_docs else None
         self.weighted_ = self._weighted_matrix(col_wdf, [weights[name] for name in names], n_docs,
-                                               inplace_csr_row_normalize_l2)
+                                               inplace_csr_row_normalize_l2, kept_rows)
+        if kept_rows is not None:
+            self.field_matrices_ = [sparse.vstack(parts, format="csr") if parts else
+                                    sparse.csr_matrix((0, len(vocabulary)), dtype=np.float32)
+                                    for parts in zip(*kept_rows)] if kept_rows else None
         self.trial_ids_ = ids
         self.index_ = {nct: i for i, nct in enumerate(ids)}
         logger.info("retriever fitted on %d trials, %d terms", n_docs, n_terms)
@@ -414,16 +430,23 @@ class TfidfRanker:
 
     def _field_rows(self, rows: Sequence[int],
                     normalize_rows: Callable[[sparse.csr_matrix], Any] = l2_normalize_rows) -> list[sparse.csr_matrix]:
-        """Each field's TF-IDF matrix restricted to ``rows`` (in that order), computed in one pass."""
+        """Each field's TF-IDF matrix restricted to ``rows`` (in that order): sliced from the kept field
+        matrices of a small corpus, else recomputed from the token ids in one pass (the same rows, bit for bit)."""
+        kept = getattr(self, "field_matrices_", None)
+        if kept is not None:
+            index = np.asarray(list(rows), dtype=np.int64)
+            return [matrix[index] for matrix in kept]
         fields = self._field_tokens(rows)
         stacked = self._tfidf_rows([seq for seqs in fields for seq in seqs], normalize_rows)
         n = len(fields[0]) if fields else 0
         return [stacked[f * n:(f + 1) * n] for f in range(len(fields))]
 
     def _weighted_matrix(self, nnz: np.ndarray, weights: list[float], n_docs: int,
-                         normalize_rows: Callable[[sparse.csr_matrix], Any]) -> sparse.csc_matrix:
+                         normalize_rows: Callable[[sparse.csr_matrix], Any],
+                         kept_rows: list[list[sparse.csr_matrix]] | None = None) -> sparse.csc_matrix:
         """W = sum_f w_f * M_f (float32, in field order, as scipy adds CSR matrices), computed chunk by chunk and
-        written into preallocated CSC arrays (``nnz``: the non-zeros of each column, from the count)."""
+        written into preallocated CSC arrays (``nnz``: the non-zeros of each column, from the count). With
+        ``kept_rows`` (a list), each chunk's field rows are appended to it."""
         n_terms = nnz.size
         indptr = np.zeros(n_terms + 1, dtype=np.int64)
         np.cumsum(nnz, out=indptr[1:])
@@ -434,7 +457,10 @@ class TfidfRanker:
         for start in range(0, n_docs, FIT_CHUNK):
             rows = range(start, min(start + FIT_CHUNK, n_docs))
             total = None
-            for matrix, weight in zip(self._field_rows(rows, normalize_rows), weights):
+            chunk_rows = self._field_rows(rows, normalize_rows)
+            if kept_rows is not None:
+                kept_rows.append(chunk_rows)
+            for matrix, weight in zip(chunk_rows, weights):
                 if weight:
                     part = matrix * np.float32(weight)
                     total = part if total is None else total + part

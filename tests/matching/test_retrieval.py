@@ -244,10 +244,22 @@ def test_chunked_fit_equals_tfidf_vectorizer(monkeypatch, params, chunk):
     assert np.array_equal(vec.idf_, ranker.idf_) and ranker.idf_.dtype == np.float32
     assert _same_csr(plain["weighted"], ranker.weighted_)
     rows = list(range(len(corpus)))
-    for name, rebuilt in zip(ranker._weights(), ranker._field_rows(rows)):  # the rows feedback/field_scores use
-        assert _same_csr(plain[name], rebuilt)
+    recomputing = TfidfRanker(**params, field_rows_max_docs=0).fit(corpus)  # a large corpus keeps no field rows
+    assert ranker.field_matrices_ is not None and recomputing.field_matrices_ is None
+    assert _same_csr(recomputing.weighted_, ranker.weighted_)
+    for name, kept, rebuilt in zip(ranker._weights(), ranker._field_rows(rows), recomputing._field_rows(rows)):
+        assert _same_csr(plain[name], kept) and _same_csr(plain[name], rebuilt)  # the rows feedback/field_scores use
     text = "lupus nephritis with asthma, sclérose en plaques"
     np.testing.assert_array_equal(ranker.transform([text]).toarray(), vec.transform([text]).toarray())
+
+
+def test_kept_and_recomputed_field_rows_score_alike():
+    kept = TfidfRanker(min_df=1, feedback_docs=2).fit(ODD_CORPUS)
+    recomputed = TfidfRanker(min_df=1, feedback_docs=2, field_rows_max_docs=0).fit(ODD_CORPUS)
+    for query in QUERIES:
+        np.testing.assert_array_equal(kept.score_all(query), recomputed.score_all(query))
+        a, b = kept.field_scores(query, kept.trial_ids_), recomputed.field_scores(query, kept.trial_ids_)
+        assert all(np.array_equal(a[k], b[k]) for k in a)
 
 
 def test_fit_scores_do_not_depend_on_the_chunk_size(monkeypatch):
