@@ -74,7 +74,7 @@ class ClosedWorldPolicy:
 
     def mentions_test(self, text: str) -> bool:
         """Does the criterion ask for a test result (which silence never establishes)?"""
-        return any(w in self.test_words for w in re.findall(r"[a-z][a-z-]*", text.lower()))
+        return not self.test_words.isdisjoint(_words(text))
 
 
 def _fail(path: Path, message: str) -> PolicyError:
@@ -119,6 +119,12 @@ def parse_policy(data: Any, path: Path = DEFAULT_PATH) -> ClosedWorldPolicy:
                                                  (data.get("condition_categories_why") or {}).items()),
                              test_why=str(data.get("test_result_why", "a test result is never established by "
                                                                       "silence")))
+
+
+@lru_cache(maxsize=65_536)
+def _words(text: str) -> frozenset[str]:
+    """The lower-case words of a criterion (read once per text)."""
+    return frozenset(re.findall(r"[a-z][a-z-]*", text.lower()))
 
 
 @lru_cache(maxsize=4)

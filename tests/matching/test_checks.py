@@ -182,3 +182,14 @@ def test_unknown_verdict_names_missing_fact_and_question():
     assert v.verdict is Verdict.UNKNOWN
     assert "urine protein-to-creatinine ratio" in v.question
     assert v.question_key == "lab:upcr" and "upcr" in v.missing
+
+
+def test_the_fast_context_copy_equals_dataclasses_replace():
+    from dataclasses import replace
+
+    from assistant.matching.checks import _evolve
+
+    ctx = CheckContext(CriterionKind.EXCLUSION, study_concepts=frozenset({"lupus"}), absence_is_phrasing=True)
+    changed = _evolve(ctx, closed_world=True, rule_out=True)
+    assert changed == replace(ctx, closed_world=True, rule_out=True)
+    assert changed is not ctx and not ctx.closed_world and changed.study_concepts == frozenset({"lupus"})
