@@ -10,13 +10,14 @@ single weighted matrix ``W = sum_f w_f * M_f`` in CSC form (``weighted_``), and 
 query is scored with the columns of ``W`` of its own terms only.
 
 Memory-bounded fit (the same vocabulary, IDF and matrices as ``TfidfVectorizer.fit`` followed by
-``transform`` of each field, bit for bit): the text of each trial is analysed once with the vectorizer's own
-preprocessor, tokenizer and stop words into token ids; the document frequency of every uni-/bigram is counted
+``transform`` of each field, bit for bit): the text of each trial is read once by :class:`TextAnalyzer` (the
+vectorizer's reading, tested equal) into token ids; the document frequency of every uni-/bigram is counted
 per chunk of documents as integer keys (no n-gram strings, no count matrix of the whole corpus), and only the
 terms that survive ``min_df``/``max_df``/``max_features`` get a string. The field matrices are then computed
 chunk by chunk from the stored token ids, summed into ``W`` and written straight into its CSC arrays. The
-per-field matrices are not kept: the rows that ``field_scores`` and the Rocchio centroid need (a few per
-query) are recomputed from the token ids, kept compressed (``tokens_``), by the same code as in the fit.
+per-field matrices are kept only for a small corpus (``field_rows_max_docs``); otherwise the rows that
+``field_scores`` and the Rocchio centroid need (a few per query) are recomputed from the token ids, kept
+compressed (``tokens_``), by the same code as in the fit.
 
 scikit-learn is imported by ``fit`` only: a fitted ranker keeps the vocabulary and IDF, not the vectorizer, and
 reads a query with :class:`TextAnalyzer` and :meth:`TfidfRanker.transform` (what ``TfidfVectorizer.transform``
@@ -101,11 +102,15 @@ class TextAnalyzer:
     ngram_range: tuple[int, int]
     stop_words: frozenset[str]
 
-    def __call__(self, text: str) -> list[str]:
+    def tokens(self, text: str) -> list[str]:
+        """The word tokens of ``text`` that n-grams are made of (stop words dropped)."""
         text = text.lower()
         if not text.isascii():
             text = "".join(c for c in unicodedata.normalize("NFKD", text) if not unicodedata.combining(c))
-        tokens = [t for t in _TOKEN.findall(text) if t not in self.stop_words]
+        return [t for t in _TOKEN.findall(text) if t not in self.stop_words]
+
+    def __call__(self, text: str) -> list[str]:
+        tokens = self.tokens(text)
         min_n, max_n = self.ngram_range
         if max_n == 1:
             return tokens
@@ -234,20 +239,14 @@ class TfidfRanker:
             raise ValueError(f"ngram_range must be (1, 1), (1, 2) or (2, 2), not {self.ngram_range}")
         if any(w < 0 for w in weights.values()):
             raise ValueError("field weights must not be negative")
-        from sklearn.feature_extraction.text import TfidfVectorizer
+        from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
         from sklearn.utils.sparsefuncs_fast import inplace_csr_row_normalize_l2
 
-        vectorizer = TfidfVectorizer(
-            ngram_range=self.ngram_range, min_df=self.min_df, max_df=self.max_df,
-            sublinear_tf=self.sublinear_tf, stop_words="english", max_features=self.max_features,
-            dtype=np.float32, strip_accents="unicode",
-        )
-        preprocess, tokenize = vectorizer.build_preprocessor(), vectorizer.build_tokenizer()
-        stop = vectorizer.get_stop_words() or frozenset()
+        analyzer = TextAnalyzer(tuple(self.ngram_range), frozenset(ENGLISH_STOP_WORDS))
         token_ids: dict[str, int] = {}
 
         def ids_of(text: str) -> list[int]:
-            return [token_ids.setdefault(t, len(token_ids)) for t in tokenize(preprocess(text)) if t not in stop]
+            return [token_ids.setdefault(t, len(token_ids)) for t in analyzer.tokens(text)]
 
         weighted = np.array([i for i, name in enumerate(names) if weights[name]], dtype=np.int64)
         ids: list[str] = []
@@ -286,18 +285,16 @@ class TfidfRanker:
         self.token_lengths_ = np.array(lengths, dtype=np.int32).reshape(n_docs, len(names))
         del lengths
         self.vocabulary_: dict[str, int] = vocabulary
-        self.idf_: np.ndarray = self._idf(col_df, n_docs, vectorizer.smooth_idf)
-        self.analyzer_ = TextAnalyzer(tuple(self.ngram_range), frozenset(stop))
-        # the fit normalises every row of the corpus: scikit-learn's compiled loop, the same arithmetic as
-        # l2_normalize_rows (used for the few rows of a query, without importing scikit-learn)
+        self.idf_: np.ndarray = self._idf(col_df, n_docs, smooth=True)  # TfidfVectorizer's smooth_idf
+        self.analyzer_ = analyzer
         self.field_matrices_: list[sparse.csr_matrix] | None = None
         kept_rows: list[list[sparse.csr_matrix]] | None = [] if n_docs <= self.field_rows_max_docs else None
+        # the fit normalises every row of the corpus: scikit-learn's compiled loop, the same arithmetic as
+        # l2_normalize_rows (used for the few rows of a query, without importing scikit-learn)
         self.weighted_ = self._weighted_matrix(col_wdf, [weights[name] for name in names], n_docs,
                                                inplace_csr_row_normalize_l2, kept_rows)
-        if kept_rows is not None:
-            self.field_matrices_ = [sparse.vstack(parts, format="csr") if parts else
-                                    sparse.csr_matrix((0, len(vocabulary)), dtype=np.float32)
-                                    for parts in zip(*kept_rows)] if kept_rows else None
+        if kept_rows:
+            self.field_matrices_ = [sparse.vstack(parts, format="csr") for parts in zip(*kept_rows)]
         self.trial_ids_ = ids
         self.index_ = {nct: i for i, nct in enumerate(ids)}
         logger.info("retriever fitted on %d trials, %d terms", n_docs, n_terms)
